@@ -1,0 +1,416 @@
+/*
+ * mbx: message passing with mailboxes.
+ *
+ * A program sends a message to a mailbox, by id or by name, and whoever owns
+ * the mailbox receives it. This header is the whole public interface and is
+ * self-contained. Conventions used throughout:
+ *
+ *  - Functions returning int give 0 (or a non-negative count) on success and
+ *    a negative MBX_E* code on failure; mbx_strerror() names every code.
+ *  - int timeout_ms: -1 waits forever, 0 never blocks, > 0 waits at most that
+ *    many milliseconds (measured on the monotonic clock).
+ *  - Functions taking mbx_msg ** take ownership of the message on success and
+ *    set the caller's pointer to NULL; on failure the caller still owns it.
+ *  - Option structs: a NULL pointer means defaults, and a zero field means
+ *    that field's default, so new fields can be appended later.
+ *  - Every function may be called from any thread unless its comment says
+ *    otherwise.
+ */
+#ifndef MBX_MBX_H
+#define MBX_MBX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mbx/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MBX_STATIC)
+#define MBX_API
+#elif defined(MBX_BUILDING)
+#define MBX_API __attribute__((visibility("default")))
+#else
+#define MBX_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Codes that have an errno equivalent equal -errno (Linux values). */
+#define MBX_EPERM (-1)       /* operation not allowed for this handle */
+#define MBX_ENOENT (-2)      /* no such mailbox, name or message */
+#define MBX_EAGAIN (-11)     /* would block (timeout 0, or full and failing) */
+#define MBX_ENOMEM (-12)     /* out of memory */
+#define MBX_EEXIST (-17)     /* name already registered */
+#define MBX_EINVAL (-22)     /* invalid argument */
+#define MBX_ERANGE (-34)     /* value does not fit the requested type */
+#define MBX_EBADMSG (-74)    /* malformed or truncated encoded data */
+#define MBX_EMSGSIZE (-90)   /* message larger than the limit */
+#define MBX_ENOTSUP (-95)    /* address scope or feature not supported yet */
+#define MBX_ETIMEDOUT (-110) /* the timeout expired; nothing was consumed */
+
+/* Library-only codes live in the reserved range -4001 .. -4099. */
+#define MBX_ECLOSED (-4001) /* the mailbox was closed while waiting */
+#define MBX_ETYPE (-4002)   /* an argument holds another type */
+
+/* The name of an error code ("no such mailbox or name"), or "unknown error".
+ * The returned string is static. */
+MBX_API const char *mbx_strerror(int err);
+
+/* The symbolic name of an error code ("MBX_ENOENT"), or "MBX_EUNKNOWN". */
+MBX_API const char *mbx_strerror_name(int err);
+
+/* The version of the library at run time, e.g. "0.1.0". Static string. */
+MBX_API const char *mbx_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A message: a kind (short string, may be empty), a body (bytes) and
+ * metadata (reply address, flags, correlation for call/reply). Owned by one
+ * party at a time; ownership passes with a successful send. */
+typedef struct mbx_msg mbx_msg;
+
+/* Longest kind, in bytes, not counting the terminating NUL. */
+#define MBX_KIND_MAX 255
+
+/* Longest name or address, in bytes, not counting the terminating NUL. */
+#define MBX_NAME_MAX 255
+
+/* Message flags (mbx_msg_set_flags / mbx_msg_flags). */
+#define MBX_MSG_URGENT 0x1u /* delivered ahead of every queued message */
+
+/* New message with a copy of `len` bytes of `body` (body may be NULL when len
+ * is 0) and a copy of `kind` (NULL means ""). Returns NULL when out of memory
+ * or when kind is longer than MBX_KIND_MAX. The caller owns the message. */
+MBX_API mbx_msg *mbx_msg_new(const char *kind, const void *body, size_t len);
+
+/* New message that takes `body` without copying it. When the message is
+ * freed, free_body(body) is called (free_body may be NULL if the body needs
+ * no freeing). Returns NULL as mbx_msg_new; on NULL the body still belongs to
+ * the caller. */
+MBX_API mbx_msg *mbx_msg_wrap(const char *kind, void *body, size_t len,
+                              void (*free_body)(void *));
+
+/* The kind; never NULL. Valid while the message lives. */
+MBX_API const char *mbx_msg_kind(const mbx_msg *m);
+
+/* The body, and its length in *len when len is not NULL. May be NULL when
+ * the length is 0. Valid while the message lives. */
+MBX_API const void *mbx_msg_body(const mbx_msg *m, size_t *len);
+
+/* The sender's reply address set by mbx_msg_set_from (or by mbx_call), or
+ * NULL when the sender gave none. Valid while the message lives. */
+MBX_API const char *mbx_msg_from(const mbx_msg *m);
+
+/* Sets the reply address, any form mbx_send_to accepts (copied). NULL
+ * clears it. Returns 0, MBX_EINVAL if longer than MBX_NAME_MAX, or
+ * MBX_ENOMEM. */
+MBX_API int mbx_msg_set_from(mbx_msg *m, const char *address);
+
+/* Sets MBX_MSG_* flags (replaces the previous set). Returns 0, or MBX_EINVAL
+ * for unknown bits. */
+MBX_API int mbx_msg_set_flags(mbx_msg *m, unsigned flags);
+
+/* The MBX_MSG_* flags of the message. */
+MBX_API unsigned mbx_msg_flags(const mbx_msg *m);
+
+/* 1 if the message is a request made with mbx_call that has not been
+ * replied to yet, else 0. */
+MBX_API int mbx_msg_is_call(const mbx_msg *m);
+
+/* Frees a message and its body. Accepts NULL. Freeing a call request that
+ * was never replied to tells the caller at once: its mbx_call returns
+ * MBX_ECLOSED. */
+MBX_API void mbx_msg_free(mbx_msg *m);
+
+/* ------------------------------------------------------------------------ */
+/* Mailboxes                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* A mailbox id: slot index and generation. 0 is never a valid id. An id
+ * used after its mailbox was destroyed gives MBX_ENOENT, never a crash. */
+typedef uint64_t mbx_id;
+
+/* What a send does when a bounded mailbox is full. */
+enum mbx_when_full {
+    MBX_FULL_BLOCK = 0, /* wait for room up to the send's timeout (default) */
+    MBX_FULL_FAIL = 1,  /* fail at once with MBX_EAGAIN */
+    MBX_FULL_DROP = 2,  /* accept, discard and count in mbx_stats.dropped */
+};
+
+/* Mailbox options. NULL or all zero: unbounded, blocking. */
+typedef struct mbx_opts {
+    size_t capacity; /* most messages queued at once; 0 = unbounded */
+    int when_full;   /* an enum mbx_when_full value */
+} mbx_opts;
+
+/* Creates a mailbox and stores its id in *out. The creator owns it: it alone
+ * should destroy it. Returns 0, MBX_EINVAL for bad options, or MBX_ENOMEM. */
+MBX_API int mbx_create(mbx_id *out, const mbx_opts *opts);
+
+/* Destroys a mailbox: its names are unregistered, every thread waiting in
+ * mbx_recv, a blocking mbx_send or mbx_call on it returns MBX_ECLOSED, its
+ * queued messages are freed (queued call requests make their callers return
+ * MBX_ECLOSED), monitors get their "DOWN" message, and later use of the id
+ * gives MBX_ENOENT. Returns 0 or MBX_ENOENT. Must not be called by a thread
+ * from inside mbx_recv on the same mailbox (there is no such way anyway). */
+MBX_API int mbx_destroy(mbx_id id);
+
+/* Registers `name` for the mailbox. A mailbox may hold several names.
+ * Returns 0; MBX_EEXIST if the name is taken (even by this mailbox);
+ * MBX_ENOENT for a dead id; MBX_EINVAL for a bad name (empty, longer than
+ * MBX_NAME_MAX, or starting with '@', which is reserved for id addresses);
+ * MBX_ENOTSUP for host ("//./x") and network ("//HOST/x") names, which
+ * later layers provide. */
+MBX_API int mbx_register(mbx_id id, const char *name);
+
+/* Removes a name. Returns 0, MBX_ENOENT if not registered, MBX_EINVAL for a
+ * bad name. */
+MBX_API int mbx_unregister(const char *name);
+
+/* Looks a name up. Returns 0 and the id in *out, or MBX_ENOENT. */
+MBX_API int mbx_whereis(const char *name, mbx_id *out);
+
+/* Sends *m to the mailbox `to`. On success the mailbox owns the message and
+ * *m is set to NULL. A full bounded mailbox follows its when_full policy;
+ * blocking waits at most timeout_ms. Returns 0; MBX_ENOENT for a dead id;
+ * MBX_EAGAIN (full, timeout 0 or MBX_FULL_FAIL); MBX_ETIMEDOUT (still full
+ * after the timeout); MBX_ECLOSED (destroyed while waiting for room);
+ * MBX_EINVAL for a NULL message. */
+MBX_API int mbx_send(mbx_id to, mbx_msg **m, int timeout_ms);
+
+/* Sends to an address: a registered name ("worker"), or an id address
+ * ("@" followed by 16 hex digits, as written by mbx_id_format). Host and
+ * network addresses ("//./x", "\\.\mailslot\x", "//host/x") give
+ * MBX_ENOTSUP until those layers exist. Otherwise as mbx_send. */
+MBX_API int mbx_send_to(const char *address, mbx_msg **m, int timeout_ms);
+
+/* Receives the next message: urgent messages first, then in send order.
+ * On success *out owns the message. Returns 0; MBX_EAGAIN (empty and timeout
+ * 0); MBX_ETIMEDOUT (nothing arrived in time, nothing consumed); MBX_ECLOSED
+ * (destroyed while waiting); MBX_ENOENT (dead id). Several threads may
+ * receive from one mailbox; each message goes to exactly one of them. */
+MBX_API int mbx_recv(mbx_id self, mbx_msg **out, int timeout_ms);
+
+/* Selective receive: takes the first queued message whose kind equals
+ * `kind`, waiting for one up to the timeout; the others stay queued in their
+ * order. Returns as mbx_recv. */
+MBX_API int mbx_recv_kind(mbx_id self, const char *kind, mbx_msg **out,
+                          int timeout_ms);
+
+/* Synchronous call: sends *req to `to` marked as a call and waits for the
+ * callee's mbx_reply. On success *req is NULL (sent) and *reply owns the
+ * reply. Returns 0; MBX_ETIMEDOUT (no reply in time; a late reply is
+ * discarded); MBX_ECLOSED (the callee's mailbox was destroyed, or the
+ * request was freed unanswered, before the reply: returned at once); or
+ * any mbx_send error, in which case *req still belongs to the caller. */
+MBX_API int mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms);
+
+/* mbx_call to an address, resolved as mbx_send_to. */
+MBX_API int mbx_call_to(const char *address, mbx_msg **req, mbx_msg **reply,
+                        int timeout_ms);
+
+/* Answers a call request received with mbx_recv. Takes *reply on success
+ * (sets it to NULL). The request stays owned by the caller of mbx_reply.
+ * Never blocks. Returns 0; MBX_EINVAL if req is not a call or was already
+ * answered; MBX_ENOENT if the caller stopped waiting (timed out or gone). */
+MBX_API int mbx_reply(mbx_msg *req, mbx_msg **reply);
+
+/* A file descriptor that is readable while messages are pending, for
+ * poll/epoll/libuv/libevent. Level-triggered: after readiness, receive with
+ * timeout 0 until MBX_EAGAIN. Created on the first call (later calls return
+ * the same fd); it costs nothing until then. Owned by the mailbox: do not
+ * close or read it. Returns the fd, MBX_ENOENT, or MBX_ENOMEM. */
+MBX_API int mbx_fd(mbx_id id);
+
+/* Monitors `target`: when it is destroyed, `watcher` receives a message of
+ * kind "DOWN" whose body is the target's id (mbx_msg_down reads it). If the
+ * target is already dead, the DOWN message is sent at once. Returns 0,
+ * MBX_ENOENT if the watcher is dead, or MBX_ENOMEM. */
+MBX_API int mbx_monitor(mbx_id watcher, mbx_id target);
+
+/* Removes one monitor made by mbx_monitor(watcher, target). Returns 0 or
+ * MBX_ENOENT when there is no such monitor. */
+MBX_API int mbx_demonitor(mbx_id watcher, mbx_id target);
+
+/* If m is a "DOWN" message, stores the dead mailbox's id in *who and
+ * returns 0; otherwise MBX_EINVAL. */
+MBX_API int mbx_msg_down(const mbx_msg *m, mbx_id *who);
+
+/* Room for an id address: "@" + 16 hex digits + NUL. */
+#define MBX_ID_ADDRESS_LEN 18
+
+/* Writes the id address of `id` ("@00000001000000a3") into buf, which holds
+ * at least MBX_ID_ADDRESS_LEN bytes. Returns buf. */
+MBX_API char *mbx_id_format(mbx_id id, char *buf);
+
+/* Counters of one mailbox. */
+typedef struct mbx_stats {
+    uint64_t queued;       /* messages waiting now */
+    uint64_t queued_bytes; /* body bytes waiting now */
+    uint64_t sent;         /* messages accepted since creation */
+    uint64_t received;     /* messages handed to a receiver */
+    uint64_t dropped;      /* messages discarded without delivery */
+    uint64_t full;         /* sends refused or timed out because full */
+    uint64_t capacity;     /* the capacity option; 0 = unbounded */
+    uint64_t reserved[9];  /* room for later counters; zero */
+} mbx_stats;
+
+/* Fills *out with the mailbox's counters (a snapshot: with concurrent
+ * senders the values may move while read). Returns 0 or MBX_ENOENT. */
+MBX_API int mbx_stat(mbx_id id, mbx_stats *out);
+
+/* ------------------------------------------------------------------------ */
+/* Tasks                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Starts a task: a new thread that runs fn(self, arg) with its own mailbox
+ * `self`, whose id is stored in *out before the thread starts. When fn
+ * returns, the mailbox is destroyed, so later sends get MBX_ENOENT. Returns
+ * 0, MBX_ENOMEM, or MBX_EAGAIN when no thread could be started. */
+MBX_API int mbx_spawn(mbx_id *out, void (*fn)(mbx_id self, void *arg),
+                      void *arg);
+
+/* Waits until the task `task` has returned from its function. Any number of
+ * threads may join the same task, before or after it ends. Returns 0 (also
+ * when it had already ended); MBX_ETIMEDOUT; MBX_ENOENT if the id never
+ * named a mailbox; MBX_EINVAL if it names a live mailbox that is not a task,
+ * or a task joining itself. */
+MBX_API int mbx_join(mbx_id task, int timeout_ms);
+
+/* Called by mbx_receive_loop for each message. The handler owns *m: it may
+ * keep it by setting *m to NULL, otherwise the loop frees it. Returning a
+ * non-zero value stops the loop, which returns that value. */
+typedef int (*mbx_receive_fn)(mbx_id self, mbx_msg **m, void *ctx);
+
+/* Receives messages on `self` and calls handler for each, until the handler
+ * returns non-zero (that value is returned) or the mailbox is destroyed
+ * (MBX_ECLOSED, or MBX_ENOENT if it was already dead). */
+MBX_API int mbx_receive_loop(mbx_id self, mbx_receive_fn handler, void *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Args: typed positional and keyword arguments, encoded as MessagePack     */
+/* ------------------------------------------------------------------------ */
+
+/* A list of positional values plus a map of keyword values. Encoded as a
+ * MessagePack array of two elements: [positional array, keyword map], so
+ * any language can read it. Values: nil, bool, int64, double, string, bytes,
+ * and nested arrays (positional only) and maps (keyword only). One object
+ * serves to build (add/set) and to read (getters); decoded args may be
+ * extended too. Not thread-safe: one thread at a time per object. */
+typedef struct mbx_args mbx_args;
+
+/* Value types, as returned by mbx_args_type / mbx_args_kw_type. */
+enum mbx_type {
+    MBX_T_NIL = 1,
+    MBX_T_BOOL,
+    MBX_T_INT,
+    MBX_T_DOUBLE,
+    MBX_T_STR,
+    MBX_T_BYTES,
+    MBX_T_ARRAY,
+    MBX_T_MAP,
+};
+
+/* Empty args, or NULL when out of memory. Free with mbx_args_free. */
+MBX_API mbx_args *mbx_args_new(void);
+
+/* Frees args and every nested value. Accepts NULL. */
+MBX_API void mbx_args_free(mbx_args *a);
+
+/* Append a positional value. Strings and bytes are copied. Return 0,
+ * MBX_EINVAL (NULL args or string), or MBX_ENOMEM. */
+MBX_API int mbx_args_add_nil(mbx_args *a);
+MBX_API int mbx_args_add_bool(mbx_args *a, int v);
+MBX_API int mbx_args_add_int(mbx_args *a, int64_t v);
+MBX_API int mbx_args_add_double(mbx_args *a, double v);
+MBX_API int mbx_args_add_str(mbx_args *a, const char *s);
+MBX_API int mbx_args_add_strn(mbx_args *a, const char *s, size_t len);
+MBX_API int mbx_args_add_bytes(mbx_args *a, const void *p, size_t len);
+/* Appends a nested array (sub holds only positional values) or map (sub
+ * holds only keyword values); takes *sub on success and sets it to NULL.
+ * MBX_EINVAL if sub holds the other kind of value too. */
+MBX_API int mbx_args_add_array(mbx_args *a, mbx_args **sub);
+MBX_API int mbx_args_add_map(mbx_args *a, mbx_args **sub);
+
+/* Set a keyword value; replaces an existing value of the same key (the key
+ * keeps its place). Keys are non-empty strings. Return as the add calls. */
+MBX_API int mbx_args_set_nil(mbx_args *a, const char *key);
+MBX_API int mbx_args_set_bool(mbx_args *a, const char *key, int v);
+MBX_API int mbx_args_set_int(mbx_args *a, const char *key, int64_t v);
+MBX_API int mbx_args_set_double(mbx_args *a, const char *key, double v);
+MBX_API int mbx_args_set_str(mbx_args *a, const char *key, const char *s);
+MBX_API int mbx_args_set_bytes(mbx_args *a, const char *key, const void *p,
+                               size_t len);
+MBX_API int mbx_args_set_array(mbx_args *a, const char *key, mbx_args **sub);
+MBX_API int mbx_args_set_map(mbx_args *a, const char *key, mbx_args **sub);
+
+/* Number of positional values / keyword values. */
+MBX_API size_t mbx_args_len(const mbx_args *a);
+MBX_API size_t mbx_args_kw_len(const mbx_args *a);
+
+/* The key of keyword value number i (in insertion or wire order), valid
+ * while `a` lives. Returns 0, or MBX_ENOENT when i is out of range. */
+MBX_API int mbx_args_kw_key(const mbx_args *a, size_t i, const char **key);
+
+/* The MBX_T_* type of positional value i / keyword `key`, or MBX_ENOENT. */
+MBX_API int mbx_args_type(const mbx_args *a, size_t i);
+MBX_API int mbx_args_kw_type(const mbx_args *a, const char *key);
+
+/* Type-checked getters. Return 0 and the value; MBX_ENOENT when there is no
+ * such index or key; MBX_ETYPE when the value has another type. Strings and
+ * bytes are borrowed: valid while `a` lives and is not modified. A string's
+ * length is stored in *len when len is not NULL; strings are NUL-terminated
+ * but may hold NUL bytes. Nested arrays and maps are borrowed args views
+ * (*out must not be freed). */
+MBX_API int mbx_args_get_bool(const mbx_args *a, size_t i, int *out);
+MBX_API int mbx_args_get_int(const mbx_args *a, size_t i, int64_t *out);
+MBX_API int mbx_args_get_double(const mbx_args *a, size_t i, double *out);
+MBX_API int mbx_args_get_str(const mbx_args *a, size_t i, const char **out,
+                             size_t *len);
+MBX_API int mbx_args_get_bytes(const mbx_args *a, size_t i, const void **out,
+                               size_t *len);
+MBX_API int mbx_args_get_array(const mbx_args *a, size_t i,
+                               const mbx_args **out);
+MBX_API int mbx_args_get_map(const mbx_args *a, size_t i, const mbx_args **out);
+MBX_API int mbx_args_kw_bool(const mbx_args *a, const char *key, int *out);
+MBX_API int mbx_args_kw_int(const mbx_args *a, const char *key, int64_t *out);
+MBX_API int mbx_args_kw_double(const mbx_args *a, const char *key, double *out);
+MBX_API int mbx_args_kw_str(const mbx_args *a, const char *key,
+                            const char **out, size_t *len);
+MBX_API int mbx_args_kw_bytes(const mbx_args *a, const char *key,
+                              const void **out, size_t *len);
+MBX_API int mbx_args_kw_array(const mbx_args *a, const char *key,
+                              const mbx_args **out);
+MBX_API int mbx_args_kw_map(const mbx_args *a, const char *key,
+                            const mbx_args **out);
+
+/* Encodes args as MessagePack into a new malloc'd buffer (*out, *len); the
+ * caller frees it with free(). Returns 0, MBX_EINVAL, or MBX_ENOMEM. */
+MBX_API int mbx_args_encode(const mbx_args *a, void **out, size_t *len);
+
+/* Decodes `len` bytes into new args (*out, freed with mbx_args_free). Never
+ * reads outside [data, data + len). Returns 0; MBX_EBADMSG for malformed,
+ * truncated or trailing data, non-string map keys, unsupported MessagePack
+ * types, nesting deeper than 64, or integers above INT64_MAX; MBX_ENOMEM. */
+MBX_API int mbx_args_decode(mbx_args **out, const void *data, size_t len);
+
+/* New message whose body is the encoding of `a` (a stays the caller's).
+ * Returns NULL when out of memory or on invalid input. */
+MBX_API mbx_msg *mbx_msg_new_args(const char *kind, const mbx_args *a);
+
+/* Decodes the message's body as args (*out freed with mbx_args_free).
+ * Returns as mbx_args_decode; an empty body decodes as empty args. */
+MBX_API int mbx_msg_args(const mbx_msg *m, mbx_args **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MBX_MBX_H */

@@ -1,0 +1,678 @@
+/* Mailboxes: the slot table, the lock-free queues, waiting and waking. */
+#include "core/mailbox.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/monitor.h"
+#include "core/registry.h"
+
+/* The table grows by chunks of 4096 slots (1 MiB) and never shrinks, so a
+ * slot's address is stable for the life of the process. */
+#define CHUNK_BITS 12
+#define CHUNK_SLOTS (1u << CHUNK_BITS)
+#define MAX_CHUNKS 16384 /* 64 Mi mailboxes */
+
+/* Receivers spin at most this long before parking (about the cost of one
+ * futex wake-up on the other core), and at least this long once they have
+ * learned that spinning does not pay. */
+#define SPIN_MAX_NS 20000
+#define SPIN_MIN_NS 500
+
+static _Atomic(struct mbx__box *) chunks[MAX_CHUNKS];
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t slots_used;  /* slots ever handed out; table_lock */
+static uint32_t *free_slots; /* indices of recycled slots; table_lock */
+static uint32_t free_count, free_cap;
+static _Atomic uint32_t slots_published; /* readable without the lock */
+
+/* ---- the slot table ---------------------------------------------------- */
+
+static inline uint32_t
+id_index(mbx_id id)
+{
+    return (uint32_t)id;
+}
+
+static inline uint32_t
+id_gen(mbx_id id)
+{
+    return (uint32_t)(id >> 32);
+}
+
+/* The slot at an index handed out by slot_take. */
+static struct mbx__box *
+slot_at(uint32_t idx)
+{
+    return &atomic_load_explicit(&chunks[idx >> CHUNK_BITS],
+                                 memory_order_acquire)[idx & (CHUNK_SLOTS - 1)];
+}
+
+struct mbx__box *
+mbx__box_slot(mbx_id id)
+{
+    uint32_t idx = id_index(id);
+    if (idx >= atomic_load_explicit(&slots_published, memory_order_acquire))
+        return NULL;
+    struct mbx__box *chunk =
+        atomic_load_explicit(&chunks[idx >> CHUNK_BITS], memory_order_acquire);
+    return chunk ? &chunk[idx & (CHUNK_SLOTS - 1)] : NULL;
+}
+
+int
+mbx__id_existed(mbx_id id)
+{
+    struct mbx__box *b = mbx__box_slot(id);
+    uint32_t g = id_gen(id);
+    return b && (g & 1) && g <= atomic_load(&b->gen);
+}
+
+/* Hands out a free slot index, growing the table when needed. Returns 0 or
+ * MBX_ENOMEM. */
+static int
+slot_take(uint32_t *out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&table_lock);
+    if (free_count) {
+        *out = free_slots[--free_count];
+    } else if (slots_used == MAX_CHUNKS * CHUNK_SLOTS) {
+        rc = MBX_ENOMEM;
+    } else {
+        uint32_t idx = slots_used;
+        if (!atomic_load(&chunks[idx >> CHUNK_BITS])) {
+            size_t size = CHUNK_SLOTS * sizeof(struct mbx__box);
+            struct mbx__box *c = aligned_alloc(64, size);
+            if (!c) {
+                rc = MBX_ENOMEM;
+                goto out;
+            }
+            memset(c, 0, size);
+            atomic_store_explicit(&chunks[idx >> CHUNK_BITS], c,
+                                  memory_order_release);
+        }
+        slots_used++;
+        atomic_store_explicit(&slots_published, slots_used,
+                              memory_order_release);
+        *out = idx;
+    }
+out:
+    pthread_mutex_unlock(&table_lock);
+    return rc;
+}
+
+/* Returns a slot to the free list (or keeps it out for good once its
+ * generation has wrapped, so old ids can never match again). */
+static void
+slot_give_back(uint32_t idx, uint32_t gen)
+{
+    if (gen == 0)
+        return;
+    pthread_mutex_lock(&table_lock);
+    if (free_count == free_cap) {
+        uint32_t cap = free_cap ? free_cap * 2 : 1024;
+        uint32_t *n = realloc(free_slots, cap * sizeof *n);
+        if (!n) {
+            /* Leaking one slot is better than failing a destroy. */
+            pthread_mutex_unlock(&table_lock);
+            return;
+        }
+        free_slots = n;
+        free_cap = cap;
+    }
+    free_slots[free_count++] = idx;
+    pthread_mutex_unlock(&table_lock);
+}
+
+static _Atomic uint32_t *
+users_of(struct mbx__box *b, enum mbx__side side)
+{
+    return side == MBX__PRODUCER ? &b->prod_users : &b->cons_users;
+}
+
+int
+mbx__box_acquire(mbx_id id, enum mbx__side side, struct mbx__box **out)
+{
+    uint32_t gen = id_gen(id);
+    struct mbx__box *b = (gen & 1) ? mbx__box_slot(id) : NULL;
+    if (!b)
+        return MBX_ENOENT;
+    /* Count ourselves in before checking the generation: destroy changes
+     * the generation before it waits for the counts to reach zero, so
+     * either we see the new generation or destroy sees us. */
+    atomic_fetch_add(users_of(b, side), 1);
+    if (atomic_load(&b->gen) != gen) {
+        mbx__box_release(b, side);
+        return MBX_ENOENT;
+    }
+    *out = b;
+    return 0;
+}
+
+void
+mbx__box_release(struct mbx__box *b, enum mbx__side side)
+{
+    atomic_fetch_sub(users_of(b, side), 1);
+    if (!(atomic_load(&b->gen) & 1)) {
+        /* A destroy may be waiting for us to leave. */
+        atomic_fetch_add(&b->drain_seq, 1);
+        mbx__futex_wake(&b->drain_seq, INT_MAX);
+    }
+}
+
+bool
+mbx__box_live(const struct mbx__box *b, mbx_id id)
+{
+    return atomic_load(&b->gen) == id_gen(id);
+}
+
+/* ---- the intrusive queues ---------------------------------------------- */
+
+static void
+mpsc_init(struct mbx__mpsc_tail *t, struct mbx__node **head,
+          struct mbx__node *stub)
+{
+    atomic_store_explicit(&stub->next, NULL, memory_order_relaxed);
+    atomic_store_explicit(&t->tail, stub, memory_order_relaxed);
+    *head = stub;
+}
+
+static void
+mpsc_push(struct mbx__mpsc_tail *t, struct mbx__node *n)
+{
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    struct mbx__node *prev = atomic_exchange(&t->tail, n);
+    atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+/* Takes the oldest node, or NULL when the list is empty. A producer that
+ * has swapped the tail but not yet linked its node is waited for: that
+ * window is a few instructions long. */
+static struct mbx__node *
+mpsc_pop(struct mbx__mpsc_tail *t, struct mbx__node **headp,
+         struct mbx__node *stub)
+{
+    for (;;) {
+        struct mbx__node *head = *headp;
+        struct mbx__node *next =
+            atomic_load_explicit(&head->next, memory_order_acquire);
+        if (head == stub) {
+            if (!next) {
+                if (atomic_load(&t->tail) == stub)
+                    return NULL;
+                mbx__cpu_relax();
+                continue;
+            }
+            *headp = head = next;
+            next = atomic_load_explicit(&head->next, memory_order_acquire);
+        }
+        if (next) {
+            *headp = next;
+            return head;
+        }
+        if (head == atomic_load(&t->tail)) {
+            /* head is the last node: put the stub behind it so head can
+             * be handed out without leaving the list without a node. */
+            mpsc_push(t, stub);
+            next = atomic_load_explicit(&head->next, memory_order_acquire);
+            if (next) {
+                *headp = next;
+                return head;
+            }
+        }
+        mbx__cpu_relax();
+    }
+}
+
+static void
+fifo_push(struct mbx__fifo *f, struct mbx__node *n)
+{
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    if (f->tail)
+        atomic_store_explicit(&f->tail->next, n, memory_order_relaxed);
+    else
+        f->head = n;
+    f->tail = n;
+}
+
+/* Unlinks and returns the first message of `kind` (any kind if NULL). */
+static mbx_msg *
+fifo_take(struct mbx__fifo *f, const char *kind)
+{
+    struct mbx__node *prev = NULL;
+    for (struct mbx__node *n = f->head; n;
+         prev = n, n = atomic_load_explicit(&n->next, memory_order_relaxed)) {
+        if (kind && strcmp(mbx__msg_of(n)->kind, kind) != 0)
+            continue;
+        struct mbx__node *next =
+            atomic_load_explicit(&n->next, memory_order_relaxed);
+        if (prev)
+            atomic_store_explicit(&prev->next, next, memory_order_relaxed);
+        else
+            f->head = next;
+        if (f->tail == n)
+            f->tail = prev;
+        return mbx__msg_of(n);
+    }
+    return NULL;
+}
+
+/* ---- producer side ------------------------------------------------------ */
+
+/* Wakes a parked receiver and readies the eventfd, if there are any. */
+static void
+wake_receivers(struct mbx__box *b)
+{
+    if (atomic_load(&b->waiters)) {
+        atomic_fetch_add(&b->seq, 1);
+        /* A parked selective receiver may not want this message, so when
+         * there is one, every receiver gets a look. */
+        mbx__futex_wake(&b->seq, atomic_load(&b->sel_waiters) ? INT_MAX : 1);
+    }
+    int fd = atomic_load(&b->fd);
+    if (fd >= 0 && !atomic_load(&b->fd_signalled) &&
+        !atomic_exchange(&b->fd_signalled, 1))
+        mbx__eventfd_signal(fd);
+}
+
+/* Outcome of reserve_room besides 0 and errors: the message was dropped. */
+#define DROPPED 1
+
+static bool
+has_room(struct mbx__box *b)
+{
+    return atomic_load(&b->enq) - atomic_load(&b->deq) < b->capacity;
+}
+
+/* Reserves one place in a bounded mailbox, applying its full policy. */
+static int
+reserve_room(struct mbx__box *b, mbx_id id, int64_t deadline)
+{
+    for (;;) {
+        uint64_t e = atomic_load(&b->enq);
+        if (e - atomic_load(&b->deq) < b->capacity) {
+            if (atomic_compare_exchange_weak(&b->enq, &e, e + 1))
+                return 0;
+            continue;
+        }
+        if (b->when_full == MBX_FULL_DROP) {
+            atomic_fetch_add_explicit(&b->dropped, 1, memory_order_relaxed);
+            return DROPPED;
+        }
+        if (b->when_full == MBX_FULL_FAIL || deadline == 0) {
+            atomic_fetch_add_explicit(&b->full, 1, memory_order_relaxed);
+            return MBX_EAGAIN;
+        }
+        uint32_t s = atomic_load(&b->space_seq);
+        atomic_fetch_add(&b->space_waiters, 1);
+        int rc = 0;
+        if (!has_room(b) && mbx__box_live(b, id))
+            rc = mbx__futex_wait(&b->space_seq, s, deadline);
+        atomic_fetch_sub(&b->space_waiters, 1);
+        if (!mbx__box_live(b, id))
+            return MBX_ECLOSED;
+        if (rc == MBX_ETIMEDOUT) {
+            atomic_fetch_add_explicit(&b->full, 1, memory_order_relaxed);
+            return MBX_ETIMEDOUT;
+        }
+    }
+}
+
+int
+mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
+              bool bypass)
+{
+    if (b->capacity && !bypass) {
+        int rc = reserve_room(b, id, deadline);
+        if (rc == DROPPED) {
+            mbx_msg_free(m);
+            return 0;
+        }
+        if (rc < 0)
+            return rc;
+    } else {
+        atomic_fetch_add(&b->enq, 1);
+    }
+    atomic_fetch_add_explicit(&b->enq_bytes, m->len, memory_order_relaxed);
+    mpsc_push((m->flags & MBX_MSG_URGENT) ? &b->uq : &b->q, &m->link);
+    wake_receivers(b);
+    return 0;
+}
+
+int
+mbx_send(mbx_id to, mbx_msg **m, int timeout_ms)
+{
+    if (!m || !*m)
+        return MBX_EINVAL;
+    struct mbx__box *b;
+    int rc = mbx__box_acquire(to, MBX__PRODUCER, &b);
+    if (rc < 0)
+        return rc;
+    rc = mbx__box_push(b, to, *m, mbx__deadline(timeout_ms), false);
+    mbx__box_release(b, MBX__PRODUCER);
+    if (rc == 0)
+        *m = NULL;
+    return rc;
+}
+
+void
+mbx__send_notice(mbx_id to, mbx_msg *m)
+{
+    struct mbx__box *b;
+    if (!m)
+        return;
+    if (mbx__box_acquire(to, MBX__PRODUCER, &b) < 0) {
+        mbx_msg_free(m);
+        return;
+    }
+    mbx__box_push(b, to, m, 0, true);
+    mbx__box_release(b, MBX__PRODUCER);
+}
+
+/* ---- consumer side ------------------------------------------------------ */
+
+static struct mbx__node *
+pull(struct mbx__box *b, bool urgent)
+{
+    struct mbx__node *n = urgent ? mpsc_pop(&b->uq, &b->uhead, &b->ustub)
+                                 : mpsc_pop(&b->q, &b->head, &b->stub);
+    if (n)
+        b->pulled++;
+    return n;
+}
+
+/* Takes the next message in delivery order (urgent stash, urgent list,
+ * normal stash, normal list), or the first of `kind` in that order, putting
+ * the messages it passes over into the stashes. Consumer lock held. */
+static mbx_msg *
+take(struct mbx__box *b, const char *kind)
+{
+    mbx_msg *m;
+    struct mbx__node *n;
+    if ((m = fifo_take(&b->ustash, kind)))
+        return m;
+    while ((n = pull(b, true))) {
+        if (!kind || strcmp(mbx__msg_of(n)->kind, kind) == 0)
+            return mbx__msg_of(n);
+        fifo_push(&b->ustash, n);
+    }
+    if ((m = fifo_take(&b->nstash, kind)))
+        return m;
+    while ((n = pull(b, false))) {
+        if (!kind || strcmp(mbx__msg_of(n)->kind, kind) == 0)
+            return mbx__msg_of(n);
+        fifo_push(&b->nstash, n);
+    }
+    return NULL;
+}
+
+static bool
+nothing_pending(struct mbx__box *b)
+{
+    return atomic_load(&b->enq) == b->pulled && !b->ustash.head &&
+           !b->nstash.head;
+}
+
+/* Keeps the eventfd level-triggered: unreadable once nothing is pending,
+ * re-armed if a message slipped in meanwhile. Consumer lock held. */
+static void
+settle_fd(struct mbx__box *b)
+{
+    int fd = atomic_load(&b->fd);
+    if (fd < 0 || !nothing_pending(b))
+        return;
+    atomic_store(&b->fd_signalled, 0);
+    mbx__eventfd_drain(fd);
+    if (!nothing_pending(b) && !atomic_exchange(&b->fd_signalled, 1))
+        mbx__eventfd_signal(fd);
+}
+
+/* Counts a delivered message and lets a sender waiting for room go on. */
+static void
+account_delivery(struct mbx__box *b, const mbx_msg *m)
+{
+    atomic_store(&b->deq,
+                 atomic_load_explicit(&b->deq, memory_order_relaxed) + 1);
+    atomic_store_explicit(
+        &b->deq_bytes,
+        atomic_load_explicit(&b->deq_bytes, memory_order_relaxed) + m->len,
+        memory_order_relaxed);
+    if (b->capacity && atomic_load(&b->space_waiters)) {
+        atomic_fetch_add(&b->space_seq, 1);
+        mbx__futex_wake(&b->space_seq, 1);
+    }
+}
+
+/* Spins a while, then parks, until a message newer than `seen` may be
+ * there or the mailbox is destroyed. Returns 0 (look again) or
+ * MBX_ETIMEDOUT. */
+static int
+await_arrival(struct mbx__box *b, mbx_id id, uint64_t seen, bool selective,
+              int64_t deadline)
+{
+    uint32_t budget = atomic_load_explicit(&b->spin_ns, memory_order_relaxed);
+    int64_t start = mbx__now_ns();
+    for (unsigned i = 1; budget; i++) {
+        if (atomic_load(&b->enq) != seen || !mbx__box_live(b, id)) {
+            if (budget < SPIN_MAX_NS)
+                atomic_store_explicit(&b->spin_ns, budget + budget / 8 + 1,
+                                      memory_order_relaxed);
+            return 0;
+        }
+        mbx__cpu_relax();
+        if (i % 16 == 0 && mbx__now_ns() - start > budget)
+            break;
+    }
+    /* Spinning did not pay this time: spin less next time. */
+    if (budget / 2 >= SPIN_MIN_NS)
+        atomic_store_explicit(&b->spin_ns, budget / 2, memory_order_relaxed);
+
+    uint32_t s = atomic_load(&b->seq);
+    if (selective)
+        atomic_fetch_add(&b->sel_waiters, 1);
+    atomic_fetch_add(&b->waiters, 1);
+    int rc = 0;
+    if (atomic_load(&b->enq) == seen && mbx__box_live(b, id))
+        rc = mbx__futex_wait(&b->seq, s, deadline);
+    atomic_fetch_sub(&b->waiters, 1);
+    if (selective)
+        atomic_fetch_sub(&b->sel_waiters, 1);
+    return rc;
+}
+
+int
+mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
+             int64_t deadline)
+{
+    for (;;) {
+        mbx__lock_take(&b->cons_lock);
+        mbx_msg *m = take(b, kind);
+        if (m)
+            account_delivery(b, m);
+        settle_fd(b);
+        uint64_t seen = b->pulled;
+        mbx__lock_drop(&b->cons_lock);
+        if (m) {
+            *out = m;
+            return 0;
+        }
+        if (!mbx__box_live(b, id))
+            return MBX_ECLOSED;
+        if (deadline == 0)
+            return MBX_EAGAIN;
+        int rc = await_arrival(b, id, seen, kind != NULL, deadline);
+        if (!mbx__box_live(b, id))
+            return MBX_ECLOSED;
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static int
+recv_common(mbx_id self, const char *kind, mbx_msg **out, int timeout_ms)
+{
+    if (!out)
+        return MBX_EINVAL;
+    struct mbx__box *b;
+    int rc = mbx__box_acquire(self, MBX__CONSUMER, &b);
+    if (rc < 0)
+        return rc;
+    rc = mbx__box_pop(b, self, kind, out, mbx__deadline(timeout_ms));
+    mbx__box_release(b, MBX__CONSUMER);
+    return rc;
+}
+
+int
+mbx_recv(mbx_id self, mbx_msg **out, int timeout_ms)
+{
+    return recv_common(self, NULL, out, timeout_ms);
+}
+
+int
+mbx_recv_kind(mbx_id self, const char *kind, mbx_msg **out, int timeout_ms)
+{
+    if (!kind)
+        return MBX_EINVAL;
+    return recv_common(self, kind, out, timeout_ms);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+int
+mbx_create(mbx_id *out, const mbx_opts *opts)
+{
+    static _Atomic uint32_t spin_default; /* 0 on one CPU: never spin */
+    if (!out)
+        return MBX_EINVAL;
+    mbx_opts o = opts ? *opts : (mbx_opts){0};
+    if (o.when_full < MBX_FULL_BLOCK || o.when_full > MBX_FULL_DROP)
+        return MBX_EINVAL;
+    uint32_t idx;
+    int rc = slot_take(&idx);
+    if (rc < 0)
+        return rc;
+    if (!atomic_load_explicit(&spin_default, memory_order_relaxed))
+        atomic_store(&spin_default, mbx__cpu_count() > 1 ? SPIN_MAX_NS : 1);
+    struct mbx__box *b = slot_at(idx);
+    mpsc_init(&b->q, &b->head, &b->stub);
+    mpsc_init(&b->uq, &b->uhead, &b->ustub);
+    b->ustash = b->nstash = (struct mbx__fifo){NULL, NULL};
+    atomic_store(&b->enq, 0);
+    atomic_store(&b->enq_bytes, 0);
+    atomic_store(&b->deq, 0);
+    atomic_store(&b->deq_bytes, 0);
+    b->pulled = 0;
+    atomic_store(&b->dropped, 0);
+    atomic_store(&b->full, 0);
+    uint32_t spin = atomic_load(&spin_default);
+    atomic_store(&b->spin_ns, spin > 1 ? spin : 0);
+    b->capacity = o.capacity;
+    b->when_full = (uint32_t)o.when_full;
+    atomic_store(&b->fd, -1);
+    atomic_store(&b->fd_signalled, 0);
+    atomic_store(&b->is_task, 0);
+    atomic_store(&b->awaiting_corr, 0);
+    b->monitors = NULL;
+    b->names = NULL;
+    /* Publishing the odd generation makes the mailbox live. */
+    uint32_t gen = atomic_load(&b->gen) + 1;
+    atomic_store(&b->gen, gen);
+    *out = ((mbx_id)gen << 32) | idx;
+    return 0;
+}
+
+/* Waits until no operation is inside the slot any more. */
+static void
+wait_for_users(struct mbx__box *b)
+{
+    for (;;) {
+        uint32_t s = atomic_load(&b->drain_seq);
+        if (!atomic_load(&b->prod_users) && !atomic_load(&b->cons_users))
+            return;
+        mbx__futex_wait(&b->drain_seq, s, MBX__NEVER);
+    }
+}
+
+/* Frees every message still queued or stashed. No user is left. */
+static void
+discard_queued(struct mbx__box *b)
+{
+    mbx_msg *m;
+    while ((m = take(b, NULL)))
+        mbx_msg_free(m);
+}
+
+int
+mbx_destroy(mbx_id id)
+{
+    uint32_t gen = id_gen(id);
+    struct mbx__box *b = (gen & 1) ? mbx__box_slot(id) : NULL;
+    if (!b || !atomic_compare_exchange_strong(&b->gen, &gen, gen + 1))
+        return MBX_ENOENT;
+    /* From here every new acquire fails; wake whoever is parked so they
+     * see the mailbox closed and leave. */
+    atomic_fetch_add(&b->seq, 1);
+    mbx__futex_wake(&b->seq, INT_MAX);
+    atomic_fetch_add(&b->space_seq, 1);
+    mbx__futex_wake(&b->space_seq, INT_MAX);
+    wait_for_users(b);
+
+    mbx__registry_forget(b);
+    discard_queued(b);
+    mbx__fd_close(atomic_exchange(&b->fd, -1));
+    mbx__monitors_fire(b, id);
+    slot_give_back(id_index(id), gen + 1);
+    return 0;
+}
+
+/* ---- fd and stats -------------------------------------------------------- */
+
+int
+mbx_fd(mbx_id id)
+{
+    struct mbx__box *b;
+    int rc = mbx__box_acquire(id, MBX__CONSUMER, &b);
+    if (rc < 0)
+        return rc;
+    mbx__lock_take(&b->lock);
+    int fd = atomic_load(&b->fd);
+    if (fd < 0) {
+        fd = mbx__eventfd_open();
+        if (fd >= 0) {
+            atomic_store(&b->fd, fd);
+            /* Producers that pushed before they could see the fd did not
+             * signal it: do it for them. */
+            if (atomic_load(&b->enq) != atomic_load(&b->deq) &&
+                !atomic_exchange(&b->fd_signalled, 1))
+                mbx__eventfd_signal(fd);
+        }
+    }
+    mbx__lock_drop(&b->lock);
+    mbx__box_release(b, MBX__CONSUMER);
+    return fd;
+}
+
+int
+mbx_stat(mbx_id id, mbx_stats *out)
+{
+    if (!out)
+        return MBX_EINVAL;
+    struct mbx__box *b;
+    int rc = mbx__box_acquire(id, MBX__PRODUCER, &b);
+    if (rc < 0)
+        return rc;
+    memset(out, 0, sizeof *out);
+    uint64_t deq = atomic_load(&b->deq);
+    uint64_t deq_bytes = atomic_load(&b->deq_bytes);
+    out->sent = atomic_load(&b->enq);
+    out->received = deq;
+    out->queued = out->sent - deq;
+    out->queued_bytes = atomic_load(&b->enq_bytes) - deq_bytes;
+    out->dropped = atomic_load(&b->dropped);
+    out->full = atomic_load(&b->full);
+    out->capacity = b->capacity;
+    mbx__box_release(b, MBX__PRODUCER);
+    return 0;
+}

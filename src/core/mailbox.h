@@ -1,0 +1,121 @@
+/*
+ * Mailboxes: the slot table behind mbx_id and the queue inside each slot.
+ *
+ * A mailbox lives in a slot of a table that only grows, so a slot's memory
+ * is never freed and an id can always be checked against the slot's
+ * generation: live generations are odd, and destroy makes it even. Every
+ * operation on a mailbox first "acquires" the slot (a user count on the
+ * side of the caller: producer or consumer) and then checks the generation;
+ * destroy waits for the user count to drain before freeing what the slot
+ * holds, so no operation ever touches a recycled mailbox.
+ *
+ * The queue is two intrusive MPSC lists (urgent and normal) that producers
+ * push onto with one atomic exchange, plus two consumer-side stashes that
+ * hold messages set aside by selective receive. Receivers serialise on a
+ * small consumer lock, spin briefly while the queue is empty, then park on
+ * a futex; producers make a system call only when a receiver is parked.
+ */
+#ifndef MBX_CORE_MAILBOX_H
+#define MBX_CORE_MAILBOX_H
+
+#include <stdbool.h>
+
+#include "core/msg.h"
+#include "platform/lock.h"
+
+struct mbx__name;    /* registry.c */
+struct mbx__monitor; /* monitor.c */
+
+/* An intrusive multi-producer single-consumer list (after D. Vyukov). */
+struct mbx__mpsc_tail {
+    _Atomic(struct mbx__node *) tail; /* producers exchange here */
+};
+
+/* A FIFO of messages owned by the consumer side. */
+struct mbx__fifo {
+    struct mbx__node *head, *tail;
+};
+
+/* One slot of the table: 256 bytes, four cache lines, so that producers,
+ * the consumer and the waiting machinery each write their own line. */
+struct mbx__box {
+    /* Line 1: written by producers on every send. */
+    _Alignas(64) struct mbx__mpsc_tail q; /* normal queue tail */
+    struct mbx__mpsc_tail uq;             /* urgent queue tail */
+    struct mbx__node stub;                /* normal queue's stub */
+    _Atomic uint64_t enq;                 /* messages accepted */
+    _Atomic uint64_t enq_bytes;           /* body bytes accepted */
+    _Atomic uint32_t prod_users;          /* producers inside the slot */
+    _Atomic uint64_t full;                /* sends refused: full */
+
+    /* Line 2: written by the consumer on every receive. */
+    _Alignas(64) struct mbx__node *head; /* normal queue head */
+    struct mbx__node *uhead;             /* urgent queue head */
+    struct mbx__node ustub;              /* urgent queue's stub */
+    _Atomic uint64_t deq;                /* messages delivered */
+    _Atomic uint64_t deq_bytes;          /* body bytes delivered */
+    uint64_t pulled;                     /* taken off the MPSC lists */
+    _Atomic uint32_t cons_users;         /* consumers inside the slot */
+    mbx__lock cons_lock;                 /* serialises receivers */
+    _Atomic uint32_t spin_ns;            /* adaptive spin budget */
+
+    /* Line 3: read by producers on every send, written rarely. */
+    _Alignas(64) _Atomic uint32_t gen; /* odd: live; even: dead */
+    uint32_t when_full;                /* enum mbx_when_full */
+    uint64_t capacity;                 /* 0: unbounded */
+    _Atomic uint32_t seq;              /* futex: a message arrived */
+    _Atomic uint32_t waiters;          /* receivers parked on seq */
+    _Atomic uint32_t space_seq;        /* futex: room appeared */
+    _Atomic uint32_t space_waiters;    /* senders parked on space_seq */
+    _Atomic uint32_t drain_seq;        /* futex: a user left */
+    _Atomic int fd;                    /* eventfd, or -1 */
+    _Atomic uint32_t fd_signalled;     /* eventfd made readable */
+    _Atomic uint32_t is_task;          /* created by mbx_spawn */
+    _Atomic uint32_t sel_waiters;      /* parked selective receivers */
+    _Atomic uint64_t dropped;          /* discarded without delivery */
+
+    /* Line 4: administration, touched off the hot path. */
+    _Alignas(64) mbx__lock lock;     /* guards monitors and fd setup */
+    struct mbx__monitor *monitors;   /* who watches this mailbox */
+    struct mbx__name *names;         /* guarded by the registry lock */
+    struct mbx__fifo ustash, nstash; /* set aside by selective receive */
+    _Atomic uint64_t awaiting_corr;  /* a caller waits for this reply */
+};
+
+_Static_assert(sizeof(struct mbx__box) == 256, "a mailbox slot is 256 bytes");
+
+/* Which side of the slot an operation is on: it picks the user counter. */
+enum mbx__side { MBX__PRODUCER, MBX__CONSUMER };
+
+/* Checks `id` and pins its slot against destruction. Returns 0 and the slot,
+ * or MBX_ENOENT (and pins nothing). Pair with mbx__box_release. */
+int mbx__box_acquire(mbx_id id, enum mbx__side side, struct mbx__box **out);
+
+/* Unpins a slot pinned by mbx__box_acquire. */
+void mbx__box_release(struct mbx__box *b, enum mbx__side side);
+
+/* True while the mailbox `id` of this (pinned) slot has not been destroyed. */
+bool mbx__box_live(const struct mbx__box *b, mbx_id id);
+
+/* The slot of an id whether or not it is live, or NULL if the index was
+ * never allocated. Only for fields that outlive a mailbox (the lock). */
+struct mbx__box *mbx__box_slot(mbx_id id);
+
+/* 1 if `id` was a valid mailbox id at some time (live or since destroyed),
+ * 0 if it never was. */
+int mbx__id_existed(mbx_id id);
+
+/* Queues m on a pinned slot. `bypass` ignores the capacity (library
+ * notices). Returns 0 (message taken) or an mbx_send error. */
+int mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
+                  bool bypass);
+
+/* Sends a library notice to `to`, ignoring the capacity; frees it if the
+ * mailbox is gone. */
+void mbx__send_notice(mbx_id to, mbx_msg *m);
+
+/* Takes the next message from a pinned slot as mbx_recv does. */
+int mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
+                 int64_t deadline);
+
+#endif
