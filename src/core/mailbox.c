@@ -376,11 +376,8 @@ mbx__send_notice(mbx_id to, mbx_msg *m)
 static struct mbx__node *
 pull(struct mbx__box *b, bool urgent)
 {
-    struct mbx__node *n = urgent ? mpsc_pop(&b->uq, &b->uhead, &b->ustub)
-                                 : mpsc_pop(&b->q, &b->head, &b->stub);
-    if (n)
-        b->pulled++;
-    return n;
+    return urgent ? mpsc_pop(&b->uq, &b->uhead, &b->ustub)
+                  : mpsc_pop(&b->q, &b->head, &b->stub);
 }
 
 /* Takes the next message in delivery order (urgent stash, urgent list,
@@ -408,11 +405,33 @@ take(struct mbx__box *b, const char *kind)
     return NULL;
 }
 
+/* True when both lists are empty, as seen from their tails: the consumer
+ * puts a list's stub back as its last node when it takes the last message,
+ * so an empty list is one whose tail is its stub. A producer's exchange of
+ * the tail is the moment its message counts as queued. */
+static bool
+lists_empty(struct mbx__box *b)
+{
+    return atomic_load(&b->q.tail) == &b->stub &&
+           atomic_load(&b->uq.tail) == &b->ustub;
+}
+
+/* True when no message is pending at all. Consumer lock held. */
 static bool
 nothing_pending(struct mbx__box *b)
 {
-    return atomic_load(&b->enq) == b->pulled && !b->ustash.head &&
-           !b->nstash.head;
+    return lists_empty(b) && !b->ustash.head && !b->nstash.head;
+}
+
+/* A cheap sign, for spinning, that a producer has linked a message since
+ * the consumer found the lists empty: the stubs' links are the only queue
+ * words a producer writes then, and they share a line with nothing that
+ * producers write on every send. */
+static bool
+stub_linked(struct mbx__box *b)
+{
+    return atomic_load_explicit(&b->stub.next, memory_order_relaxed) ||
+           atomic_load_explicit(&b->ustub.next, memory_order_relaxed);
 }
 
 /* Keeps the eventfd level-triggered: unreadable once nothing is pending,
@@ -445,24 +464,29 @@ account_delivery(struct mbx__box *b, const mbx_msg *m)
     }
 }
 
-/* Spins a while, then parks, until a message newer than `seen` may be
- * there or the mailbox is destroyed. Returns 0 (look again) or
- * MBX_ETIMEDOUT. */
+/* Spins a while, then parks, until a message may have arrived since the
+ * lists were found empty, or the mailbox is destroyed. Returns 0 (look
+ * again) or MBX_ETIMEDOUT. */
 static int
-await_arrival(struct mbx__box *b, mbx_id id, uint64_t seen, bool selective,
-              int64_t deadline)
+await_arrival(struct mbx__box *b, mbx_id id, bool selective, int64_t deadline)
 {
     uint32_t budget = atomic_load_explicit(&b->spin_ns, memory_order_relaxed);
     int64_t start = mbx__now_ns();
     for (unsigned i = 1; budget; i++) {
-        if (atomic_load(&b->enq) != seen || !mbx__box_live(b, id)) {
+        /* Every 16 rounds also look at the tails and the generation, which
+         * catch what the stub links cannot (another receiver between the
+         * stub and the tail, a destroy) without pulling the producers'
+         * line over on every round. */
+        bool periodic = i % 16 == 0;
+        if (stub_linked(b) ||
+            (periodic && (!lists_empty(b) || !mbx__box_live(b, id)))) {
             if (budget < SPIN_MAX_NS)
                 atomic_store_explicit(&b->spin_ns, budget + budget / 8 + 1,
                                       memory_order_relaxed);
             return 0;
         }
         mbx__cpu_relax();
-        if (i % 16 == 0 && mbx__now_ns() - start > budget)
+        if (periodic && mbx__now_ns() - start > budget)
             break;
     }
     /* Spinning did not pay this time: spin less next time. */
@@ -473,8 +497,11 @@ await_arrival(struct mbx__box *b, mbx_id id, uint64_t seen, bool selective,
     if (selective)
         atomic_fetch_add(&b->sel_waiters, 1);
     atomic_fetch_add(&b->waiters, 1);
+    /* A producer exchanges the tail before it reads `waiters`, and we
+     * count ourselves in before reading the tails, so either it sees us
+     * parked and wakes us, or we see its message here. */
     int rc = 0;
-    if (atomic_load(&b->enq) == seen && mbx__box_live(b, id))
+    if (lists_empty(b) && mbx__box_live(b, id))
         rc = mbx__futex_wait(&b->seq, s, deadline);
     atomic_fetch_sub(&b->waiters, 1);
     if (selective)
@@ -492,7 +519,6 @@ mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
         if (m)
             account_delivery(b, m);
         settle_fd(b);
-        uint64_t seen = b->pulled;
         mbx__lock_drop(&b->cons_lock);
         if (m) {
             *out = m;
@@ -502,7 +528,7 @@ mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
             return MBX_ECLOSED;
         if (deadline == 0)
             return MBX_EAGAIN;
-        int rc = await_arrival(b, id, seen, kind != NULL, deadline);
+        int rc = await_arrival(b, id, kind != NULL, deadline);
         if (!mbx__box_live(b, id))
             return MBX_ECLOSED;
         if (rc < 0)
@@ -563,7 +589,6 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     atomic_store(&b->enq_bytes, 0);
     atomic_store(&b->deq, 0);
     atomic_store(&b->deq_bytes, 0);
-    b->pulled = 0;
     atomic_store(&b->dropped, 0);
     atomic_store(&b->full, 0);
     uint32_t spin = atomic_load(&spin_default);

@@ -36,25 +36,26 @@ struct mbx__fifo {
     struct mbx__node *head, *tail;
 };
 
-/* One slot of the table: 256 bytes, four cache lines, so that producers,
- * the consumer and the waiting machinery each write their own line. */
+/* One slot of the table: 256 bytes, four cache lines laid out by who
+ * writes them, so that in the hot path each line moves between cores only
+ * when a message does. */
 struct mbx__box {
-    /* Line 1: written by producers on every send. */
+    /* Line 1: written by producers on every send; the consumer reads it
+     * only when it is about to park or to clear the eventfd. */
     _Alignas(64) struct mbx__mpsc_tail q; /* normal queue tail */
     struct mbx__mpsc_tail uq;             /* urgent queue tail */
-    struct mbx__node stub;                /* normal queue's stub */
     _Atomic uint64_t enq;                 /* messages accepted */
     _Atomic uint64_t enq_bytes;           /* body bytes accepted */
-    _Atomic uint32_t prod_users;          /* producers inside the slot */
     _Atomic uint64_t full;                /* sends refused: full */
+    _Atomic uint64_t dropped;             /* discarded without delivery */
+    _Atomic uint32_t prod_users;          /* producers inside the slot */
+    struct mbx__name *names;              /* guarded by the registry lock */
 
     /* Line 2: written by the consumer on every receive. */
     _Alignas(64) struct mbx__node *head; /* normal queue head */
     struct mbx__node *uhead;             /* urgent queue head */
-    struct mbx__node ustub;              /* urgent queue's stub */
     _Atomic uint64_t deq;                /* messages delivered */
     _Atomic uint64_t deq_bytes;          /* body bytes delivered */
-    uint64_t pulled;                     /* taken off the MPSC lists */
     _Atomic uint32_t cons_users;         /* consumers inside the slot */
     mbx__lock cons_lock;                 /* serialises receivers */
     _Atomic uint32_t spin_ns;            /* adaptive spin budget */
@@ -65,21 +66,23 @@ struct mbx__box {
     uint64_t capacity;                 /* 0: unbounded */
     _Atomic uint32_t seq;              /* futex: a message arrived */
     _Atomic uint32_t waiters;          /* receivers parked on seq */
+    _Atomic uint32_t sel_waiters;      /* ... of which selective */
     _Atomic uint32_t space_seq;        /* futex: room appeared */
     _Atomic uint32_t space_waiters;    /* senders parked on space_seq */
     _Atomic uint32_t drain_seq;        /* futex: a user left */
     _Atomic int fd;                    /* eventfd, or -1 */
     _Atomic uint32_t fd_signalled;     /* eventfd made readable */
     _Atomic uint32_t is_task;          /* created by mbx_spawn */
-    _Atomic uint32_t sel_waiters;      /* parked selective receivers */
-    _Atomic uint64_t dropped;          /* discarded without delivery */
+    struct mbx__monitor *monitors;     /* who watches; guarded by lock */
 
-    /* Line 4: administration, touched off the hot path. */
-    _Alignas(64) mbx__lock lock;     /* guards monitors and fd setup */
-    struct mbx__monitor *monitors;   /* who watches this mailbox */
-    struct mbx__name *names;         /* guarded by the registry lock */
-    struct mbx__fifo ustash, nstash; /* set aside by selective receive */
-    _Atomic uint64_t awaiting_corr;  /* a caller waits for this reply */
+    /* Line 4: the hand-over point. Producers write a stub's link only when
+     * a queue goes from empty to non-empty, which is what an idle receiver
+     * spins on; the consumer's stashes and the rarely used lock share it. */
+    _Alignas(64) struct mbx__node stub; /* normal queue's stub */
+    struct mbx__node ustub;             /* urgent queue's stub */
+    struct mbx__fifo ustash, nstash;    /* set aside by selective receive */
+    _Atomic uint64_t awaiting_corr;     /* a caller waits for this reply */
+    mbx__lock lock;                     /* guards monitors and fd setup */
 };
 
 _Static_assert(sizeof(struct mbx__box) == 256, "a mailbox slot is 256 bytes");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/call.h"
+#include "core/pool.h"
 
 /* Bodies copied in start at this offset so they are aligned for any type. */
 #define MBX__BODY_OFFSET                                                       \
@@ -17,9 +18,11 @@ mbx__msg_alloc(const char *kind, size_t len)
     size_t klen = kind ? strlen(kind) : 0;
     if (klen > MBX_KIND_MAX || len > SIZE_MAX - MBX__BODY_OFFSET - klen - 1)
         return NULL;
-    mbx_msg *m = malloc(MBX__BODY_OFFSET + len + klen + 1);
+    uint8_t pool;
+    mbx_msg *m = mbx__pool_get(MBX__BODY_OFFSET + len + klen + 1, &pool);
     if (!m)
         return NULL;
+    m->pool = pool;
     char *body = (char *)m + MBX__BODY_OFFSET;
     char *k = body + len;
     memcpy(k, kind ? kind : "", klen + 1);
@@ -156,5 +159,5 @@ mbx_msg_free(mbx_msg *m)
     if (m->free_body)
         m->free_body(m->body);
     free(m->from);
-    free(m);
+    mbx__pool_put(m, m->pool);
 }

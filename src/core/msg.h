@@ -30,7 +30,8 @@ struct mbx_msg {
     uint64_t corr;             /* call correlation; 0 when not a call */
     mbx_id reply_to;           /* the caller's reply mailbox for calls */
     unsigned flags;            /* MBX_MSG_* */
-    unsigned role;             /* enum mbx__role */
+    uint16_t role;             /* enum mbx__role */
+    uint8_t pool;              /* the pool size class of this allocation */
 };
 
 /* Casts between a queue node and its message. */
