@@ -104,8 +104,9 @@ MBX_API const char *mbx_msg_kind(const mbx_msg *m);
  * the length is 0. Valid while the message lives. */
 MBX_API const void *mbx_msg_body(const mbx_msg *m, size_t *len);
 
-/* The sender's reply address set by mbx_msg_set_from (or by mbx_call), or
- * NULL when the sender gave none. Valid while the message lives. */
+/* The sender's reply address set by mbx_msg_set_from, or NULL when the
+ * sender gave none. mbx_call does not set it: answer a call with mbx_reply.
+ * Valid while the message lives. */
 MBX_API const char *mbx_msg_from(const mbx_msg *m);
 
 /* Sets the reply address, any form mbx_send_to accepts (copied). NULL
@@ -206,8 +207,8 @@ MBX_API int mbx_recv_kind(mbx_id self, const char *kind, mbx_msg **out,
 
 /* Synchronous call: sends *req to `to` marked as a call and waits for the
  * callee's mbx_reply. On success *req is NULL (sent) and *reply owns the
- * reply. Returns 0; MBX_ETIMEDOUT (no reply in time; a late reply is
- * discarded); MBX_ECLOSED (the callee's mailbox was destroyed, or the
+ * reply. Returns 0; MBX_ETIMEDOUT (no reply in time, also with timeout 0
+ * once the request is sent; a late reply is discarded); MBX_ECLOSED (the callee's mailbox was destroyed, or the
  * request was freed unanswered, before the reply: returned at once); or
  * any mbx_send error, in which case *req still belongs to the caller. */
 MBX_API int mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms);
@@ -279,9 +280,9 @@ MBX_API int mbx_spawn(mbx_id *out, void (*fn)(mbx_id self, void *arg),
 
 /* Waits until the task `task` has returned from its function. Any number of
  * threads may join the same task, before or after it ends. Returns 0 (also
- * when it had already ended); MBX_ETIMEDOUT; MBX_ENOENT if the id never
- * named a mailbox; MBX_EINVAL if it names a live mailbox that is not a task,
- * or a task joining itself. */
+ * when it had already ended); MBX_EAGAIN (timeout 0 and still running);
+ * MBX_ETIMEDOUT; MBX_ENOENT if the id never named a mailbox; MBX_EINVAL if
+ * it names a live mailbox that is not a task, or a task joining itself. */
 MBX_API int mbx_join(mbx_id task, int timeout_ms);
 
 /* Called by mbx_receive_loop for each message. The handler owns *m: it may

@@ -435,15 +435,17 @@ stub_linked(struct mbx__box *b)
 }
 
 /* Keeps the eventfd level-triggered: unreadable once nothing is pending,
- * re-armed if a message slipped in meanwhile. Consumer lock held. */
+ * re-armed if a message slipped in meanwhile. The eventfd is emptied before
+ * the flag is cleared: a producer that sees the flag clear signals after
+ * the drain, so its signal is never swallowed. Consumer lock held. */
 static void
 settle_fd(struct mbx__box *b)
 {
     int fd = atomic_load(&b->fd);
     if (fd < 0 || !nothing_pending(b))
         return;
-    atomic_store(&b->fd_signalled, 0);
     mbx__eventfd_drain(fd);
+    atomic_store(&b->fd_signalled, 0);
     if (!nothing_pending(b) && !atomic_exchange(&b->fd_signalled, 1))
         mbx__eventfd_signal(fd);
 }
@@ -531,6 +533,10 @@ mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
         int rc = await_arrival(b, id, kind != NULL, deadline);
         if (!mbx__box_live(b, id))
             return MBX_ECLOSED;
+        /* Messages of other kinds may keep waking a selective receiver:
+         * the deadline holds all the same. */
+        if (rc == 0 && deadline != MBX__NEVER && mbx__now_ns() >= deadline)
+            rc = MBX_ETIMEDOUT;
         if (rc < 0)
             return rc;
     }

@@ -114,6 +114,8 @@ join_finished(mbx_id id)
 int
 mbx_join(mbx_id task, int timeout_ms)
 {
+    if (task == 0)
+        return MBX_ENOENT;
     if (task == current_task)
         return MBX_EINVAL;
     int64_t deadline = mbx__deadline(timeout_ms);
@@ -132,6 +134,8 @@ mbx_join(mbx_id task, int timeout_ms)
         rc = mbx__futex_wait(&t->done, 0, deadline);
     if (atomic_load(&t->done))
         rc = 0;
+    else if (deadline == 0)
+        rc = MBX_EAGAIN;
     pthread_mutex_lock(&tasks_lock);
     task_unref(t);
     pthread_mutex_unlock(&tasks_lock);

@@ -1,5 +1,6 @@
 /* Mailboxes: ids, send/receive, timeouts, order, urgent, bounded, stats,
  * destroy. The first group translates triotp's own test_mailbox. */
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -636,4 +637,92 @@ TEST(destroy_wakes_receivers_and_senders)
         pthread_join(st[i], NULL);
         CHECK_EQ(s[i].rc, MBX_ECLOSED);
     }
+}
+
+/* ---- the eventfd --------------------------------------------------------- */
+
+struct trickle {
+    mbx_id to;
+    uint32_t id;
+    long count;
+};
+
+/* Sends stamped messages with a pause between them, so the receiver keeps
+ * finding the mailbox empty and clearing the fd while sends arrive. */
+static void *
+trickle_main(void *p)
+{
+    struct trickle *t = p;
+    for (long i = 0; i < t->count; i++) {
+        long stamp[2] = {t->id, i};
+        mbx_msg *m = mbx_msg_new("", stamp, sizeof stamp);
+        if (mbx_send(t->to, &m, -1) < 0) {
+            mbx_msg_free(m);
+            return NULL;
+        }
+        for (volatile int spin = 0; spin < 50; spin++)
+            ;
+    }
+    return NULL;
+}
+
+TEST(fd_readiness_is_never_lost)
+{
+    mbx_id box;
+    mbx_create(&box, NULL);
+    int fd = mbx_fd(box);
+    REQUIRE(fd >= 0);
+    CHECK_EQ(mbx_fd(box), fd); /* the same fd every time */
+    enum { P = 3 };
+    struct trickle t[P];
+    pthread_t th[P];
+    long total = 0;
+    for (int i = 0; i < P; i++) {
+        t[i] = (struct trickle){box, (uint32_t)i, th_scaled(200000)};
+        total += t[i].count;
+        pthread_create(&th[i], NULL, trickle_main, &t[i]);
+    }
+    long got = 0, stuck = 0, next[P] = {0};
+    while (got < total) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5000) == 0) {
+            stuck = 1; /* pending messages, unreadable fd */
+            break;
+        }
+        mbx_msg *m;
+        while (mbx_recv(box, &m, 0) == 0) {
+            long stamp[2];
+            memcpy(stamp, mbx_msg_body(m, NULL), sizeof stamp);
+            if (stamp[1] != next[stamp[0]])
+                CHECK_EQ(stamp[1], next[stamp[0]]);
+            next[stamp[0]] = stamp[1] + 1;
+            got++;
+            mbx_msg_free(m);
+        }
+    }
+    for (int i = 0; i < P; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ(stuck, 0);
+    CHECK_EQ(got, total);
+    /* Drained: the fd is not readable. */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 0), 0);
+    mbx_destroy(box);
+}
+
+TEST(fd_created_late_is_readable_for_queued_messages)
+{
+    mbx_id box;
+    mbx_create(&box, NULL);
+    send_kind(box, "", "early", 0);
+    int fd = mbx_fd(box);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CHECK_EQ(poll(&p, 1, 0), 1);
+    expect_next(box, "early");
+    mbx_msg *m;
+    CHECK_EQ(mbx_recv(box, &m, 0), MBX_EAGAIN);
+    CHECK_EQ(poll(&p, 1, 0), 0);
+    send_kind(box, "", "later", 0);
+    CHECK_EQ(poll(&p, 1, 0), 1);
+    mbx_destroy(box);
 }
