@@ -170,71 +170,40 @@ mbx__box_live(const struct mbx__box *b, mbx_id id)
 
 /* ---- the intrusive queues ---------------------------------------------- */
 
+/* Pushes a node onto a lock-free stack. The compare-and-swap publishes the
+ * node fully linked, so a receiver never sees half a push. */
 static void
-mpsc_init(struct mbx__mpsc_tail *t, struct mbx__node **head,
-          struct mbx__node *stub)
+stack_push(_Atomic(struct mbx__node *) *top, struct mbx__node *n)
 {
-    atomic_store_explicit(&stub->next, NULL, memory_order_relaxed);
-    atomic_store_explicit(&t->tail, stub, memory_order_relaxed);
-    *head = stub;
+    struct mbx__node *old = atomic_load_explicit(top, memory_order_relaxed);
+    do {
+        atomic_store_explicit(&n->next, old, memory_order_relaxed);
+    } while (!atomic_compare_exchange_weak(top, &old, n));
 }
 
-static void
-mpsc_push(struct mbx__mpsc_tail *t, struct mbx__node *n)
+/* Takes the whole stack at once and appends it to f in push order. Returns
+ * false when the stack was empty. Consumer lock held. */
+static bool
+fifo_take_over(struct mbx__fifo *f, _Atomic(struct mbx__node *) *top)
 {
-    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
-    struct mbx__node *prev = atomic_exchange(&t->tail, n);
-    atomic_store_explicit(&prev->next, n, memory_order_release);
-}
-
-/* Takes the oldest node, or NULL when the list is empty. A producer that
- * has swapped the tail but not yet linked its node is waited for: that
- * window is a few instructions long. */
-static struct mbx__node *
-mpsc_pop(struct mbx__mpsc_tail *t, struct mbx__node **headp,
-         struct mbx__node *stub)
-{
-    for (;;) {
-        struct mbx__node *head = *headp;
+    if (!atomic_load_explicit(top, memory_order_relaxed))
+        return false;
+    struct mbx__node *n = atomic_exchange(top, NULL);
+    struct mbx__node *first = NULL, *last = n;
+    /* The stack is newest first: reverse it. */
+    while (n) {
         struct mbx__node *next =
-            atomic_load_explicit(&head->next, memory_order_acquire);
-        if (head == stub) {
-            if (!next) {
-                if (atomic_load(&t->tail) == stub)
-                    return NULL;
-                mbx__cpu_relax();
-                continue;
-            }
-            *headp = head = next;
-            next = atomic_load_explicit(&head->next, memory_order_acquire);
-        }
-        if (next) {
-            *headp = next;
-            return head;
-        }
-        if (head == atomic_load(&t->tail)) {
-            /* head is the last node: put the stub behind it so head can
-             * be handed out without leaving the list without a node. */
-            mpsc_push(t, stub);
-            next = atomic_load_explicit(&head->next, memory_order_acquire);
-            if (next) {
-                *headp = next;
-                return head;
-            }
-        }
-        mbx__cpu_relax();
+            atomic_load_explicit(&n->next, memory_order_relaxed);
+        atomic_store_explicit(&n->next, first, memory_order_relaxed);
+        first = n;
+        n = next;
     }
-}
-
-static void
-fifo_push(struct mbx__fifo *f, struct mbx__node *n)
-{
-    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
     if (f->tail)
-        atomic_store_explicit(&f->tail->next, n, memory_order_relaxed);
+        atomic_store_explicit(&f->tail->next, first, memory_order_relaxed);
     else
-        f->head = n;
-    f->tail = n;
+        f->head = first;
+    f->tail = last;
+    return true;
 }
 
 /* Unlinks and returns the first message of `kind` (any kind if NULL). */
@@ -336,7 +305,7 @@ mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
         atomic_fetch_add(&b->enq, 1);
     }
     atomic_fetch_add_explicit(&b->enq_bytes, m->len, memory_order_relaxed);
-    mpsc_push((m->flags & MBX_MSG_URGENT) ? &b->uq : &b->q, &m->link);
+    stack_push((m->flags & MBX_MSG_URGENT) ? &b->utop : &b->top, &m->link);
     wake_receivers(b);
     return 0;
 }
@@ -373,65 +342,38 @@ mbx__send_notice(mbx_id to, mbx_msg *m)
 
 /* ---- consumer side ------------------------------------------------------ */
 
-static struct mbx__node *
-pull(struct mbx__box *b, bool urgent)
-{
-    return urgent ? mpsc_pop(&b->uq, &b->uhead, &b->ustub)
-                  : mpsc_pop(&b->q, &b->head, &b->stub);
-}
-
-/* Takes the next message in delivery order (urgent stash, urgent list,
- * normal stash, normal list), or the first of `kind` in that order, putting
- * the messages it passes over into the stashes. Consumer lock held. */
+/* Takes the next message in delivery order (urgent ones first, each kind
+ * in send order), or the first of `kind` in that order; the messages it
+ * passes over stay in the inboxes, in order. Consumer lock held. */
 static mbx_msg *
 take(struct mbx__box *b, const char *kind)
 {
     mbx_msg *m;
-    struct mbx__node *n;
-    if ((m = fifo_take(&b->ustash, kind)))
+    if ((m = fifo_take(&b->uinbox, kind)))
         return m;
-    while ((n = pull(b, true))) {
-        if (!kind || strcmp(mbx__msg_of(n)->kind, kind) == 0)
-            return mbx__msg_of(n);
-        fifo_push(&b->ustash, n);
-    }
-    if ((m = fifo_take(&b->nstash, kind)))
+    if (fifo_take_over(&b->uinbox, &b->utop) &&
+        (m = fifo_take(&b->uinbox, kind)))
         return m;
-    while ((n = pull(b, false))) {
-        if (!kind || strcmp(mbx__msg_of(n)->kind, kind) == 0)
-            return mbx__msg_of(n);
-        fifo_push(&b->nstash, n);
-    }
+    if ((m = fifo_take(&b->inbox, kind)))
+        return m;
+    if (fifo_take_over(&b->inbox, &b->top))
+        return fifo_take(&b->inbox, kind);
     return NULL;
 }
 
-/* True when both lists are empty, as seen from their tails: the consumer
- * puts a list's stub back as its last node when it takes the last message,
- * so an empty list is one whose tail is its stub. A producer's exchange of
- * the tail is the moment its message counts as queued. */
+/* True when neither stack holds a message. A producer's compare-and-swap
+ * of a stack's top is the moment its message counts as queued. */
 static bool
-lists_empty(struct mbx__box *b)
+stacks_empty(struct mbx__box *b)
 {
-    return atomic_load(&b->q.tail) == &b->stub &&
-           atomic_load(&b->uq.tail) == &b->ustub;
+    return !atomic_load(&b->top) && !atomic_load(&b->utop);
 }
 
 /* True when no message is pending at all. Consumer lock held. */
 static bool
 nothing_pending(struct mbx__box *b)
 {
-    return lists_empty(b) && !b->ustash.head && !b->nstash.head;
-}
-
-/* A cheap sign, for spinning, that a producer has linked a message since
- * the consumer found the lists empty: the stubs' links are the only queue
- * words a producer writes then, and they share a line with nothing that
- * producers write on every send. */
-static bool
-stub_linked(struct mbx__box *b)
-{
-    return atomic_load_explicit(&b->stub.next, memory_order_relaxed) ||
-           atomic_load_explicit(&b->ustub.next, memory_order_relaxed);
+    return stacks_empty(b) && !b->uinbox.head && !b->inbox.head;
 }
 
 /* Keeps the eventfd level-triggered: unreadable once nothing is pending,
@@ -475,13 +417,8 @@ await_arrival(struct mbx__box *b, mbx_id id, bool selective, int64_t deadline)
     uint32_t budget = atomic_load_explicit(&b->spin_ns, memory_order_relaxed);
     int64_t start = mbx__now_ns();
     for (unsigned i = 1; budget; i++) {
-        /* Every 16 rounds also look at the tails and the generation, which
-         * catch what the stub links cannot (another receiver between the
-         * stub and the tail, a destroy) without pulling the producers'
-         * line over on every round. */
         bool periodic = i % 16 == 0;
-        if (stub_linked(b) ||
-            (periodic && (!lists_empty(b) || !mbx__box_live(b, id)))) {
+        if (!stacks_empty(b) || (periodic && !mbx__box_live(b, id))) {
             if (budget < SPIN_MAX_NS)
                 atomic_store_explicit(&b->spin_ns, budget + budget / 8 + 1,
                                       memory_order_relaxed);
@@ -499,11 +436,11 @@ await_arrival(struct mbx__box *b, mbx_id id, bool selective, int64_t deadline)
     if (selective)
         atomic_fetch_add(&b->sel_waiters, 1);
     atomic_fetch_add(&b->waiters, 1);
-    /* A producer exchanges the tail before it reads `waiters`, and we
-     * count ourselves in before reading the tails, so either it sees us
-     * parked and wakes us, or we see its message here. */
+    /* A producer pushes before it reads `waiters`, and we count ourselves
+     * in before looking at the stacks, so either it sees us parked and
+     * wakes us, or we see its message here. */
     int rc = 0;
-    if (lists_empty(b) && mbx__box_live(b, id))
+    if (stacks_empty(b) && mbx__box_live(b, id))
         rc = mbx__futex_wait(&b->seq, s, deadline);
     atomic_fetch_sub(&b->waiters, 1);
     if (selective)
@@ -588,9 +525,9 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     if (!atomic_load_explicit(&spin_default, memory_order_relaxed))
         atomic_store(&spin_default, mbx__cpu_count() > 1 ? SPIN_MAX_NS : 1);
     struct mbx__box *b = slot_at(idx);
-    mpsc_init(&b->q, &b->head, &b->stub);
-    mpsc_init(&b->uq, &b->uhead, &b->ustub);
-    b->ustash = b->nstash = (struct mbx__fifo){NULL, NULL};
+    atomic_store(&b->top, NULL);
+    atomic_store(&b->utop, NULL);
+    b->uinbox = b->inbox = (struct mbx__fifo){NULL, NULL};
     atomic_store(&b->enq, 0);
     atomic_store(&b->enq_bytes, 0);
     atomic_store(&b->deq, 0);
@@ -626,7 +563,7 @@ wait_for_users(struct mbx__box *b)
     }
 }
 
-/* Frees every message still queued or stashed. No user is left. */
+/* Frees every message still queued. No user is left. */
 static void
 discard_queued(struct mbx__box *b)
 {

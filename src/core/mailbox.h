@@ -9,11 +9,14 @@
  * destroy waits for the user count to drain before freeing what the slot
  * holds, so no operation ever touches a recycled mailbox.
  *
- * The queue is two intrusive MPSC lists (urgent and normal) that producers
- * push onto with one atomic exchange, plus two consumer-side stashes that
- * hold messages set aside by selective receive. Receivers serialise on a
- * small consumer lock, spin briefly while the queue is empty, then park on
- * a futex; producers make a system call only when a receiver is parked.
+ * The queue: producers push each message onto a lock-free stack (urgent or
+ * normal) with one compare-and-swap. The receiver takes a whole stack with
+ * one atomic exchange, reverses it and appends it to a private FIFO, so it
+ * pays one atomic operation per batch, not per message. The private FIFOs
+ * also hold what selective receive passes over, in order. Receivers
+ * serialise on a small consumer lock, spin briefly while the queue is
+ * empty, then park on a futex; producers make a system call only when a
+ * receiver is parked.
  */
 #ifndef MBX_CORE_MAILBOX_H
 #define MBX_CORE_MAILBOX_H
@@ -26,11 +29,6 @@
 struct mbx__name;    /* registry.c */
 struct mbx__monitor; /* monitor.c */
 
-/* An intrusive multi-producer single-consumer list (after D. Vyukov). */
-struct mbx__mpsc_tail {
-    _Atomic(struct mbx__node *) tail; /* producers exchange here */
-};
-
 /* A FIFO of messages owned by the consumer side. */
 struct mbx__fifo {
     struct mbx__node *head, *tail;
@@ -40,49 +38,45 @@ struct mbx__fifo {
  * writes them, so that in the hot path each line moves between cores only
  * when a message does. */
 struct mbx__box {
-    /* Line 1: written by producers on every send; the consumer reads it
-     * only when it is about to park or to clear the eventfd. */
-    _Alignas(64) struct mbx__mpsc_tail q; /* normal queue tail */
-    struct mbx__mpsc_tail uq;             /* urgent queue tail */
-    _Atomic uint64_t enq;                 /* messages accepted */
-    _Atomic uint64_t enq_bytes;           /* body bytes accepted */
-    _Atomic uint64_t full;                /* sends refused: full */
-    _Atomic uint64_t dropped;             /* discarded without delivery */
-    _Atomic uint32_t prod_users;          /* producers inside the slot */
-    struct mbx__name *names;              /* guarded by the registry lock */
+    /* Line 1: producers' counters, written on every send, read by the
+     * consumer only for statistics and the capacity. */
+    _Alignas(64) _Atomic uint64_t enq;     /* messages accepted */
+    _Atomic uint64_t enq_bytes;            /* body bytes accepted */
+    _Atomic uint64_t full;                 /* sends refused: full */
+    _Atomic uint64_t dropped;              /* discarded without delivery */
+    _Atomic uint32_t prod_users;           /* producers inside the slot */
+    struct mbx__name *names;               /* guarded by the registry lock */
 
     /* Line 2: written by the consumer on every receive. */
-    _Alignas(64) struct mbx__node *head; /* normal queue head */
-    struct mbx__node *uhead;             /* urgent queue head */
-    _Atomic uint64_t deq;                /* messages delivered */
-    _Atomic uint64_t deq_bytes;          /* body bytes delivered */
-    _Atomic uint32_t cons_users;         /* consumers inside the slot */
-    mbx__lock cons_lock;                 /* serialises receivers */
-    _Atomic uint32_t spin_ns;            /* adaptive spin budget */
+    _Alignas(64) struct mbx__fifo uinbox;  /* urgent messages taken over */
+    struct mbx__fifo inbox;                /* normal messages taken over */
+    _Atomic uint64_t deq;                  /* messages delivered */
+    _Atomic uint64_t deq_bytes;            /* body bytes delivered */
+    _Atomic uint32_t cons_users;           /* consumers inside the slot */
+    mbx__lock cons_lock;                   /* serialises receivers */
+    _Atomic uint32_t spin_ns;              /* adaptive spin budget */
 
     /* Line 3: read by producers on every send, written rarely. */
-    _Alignas(64) _Atomic uint32_t gen; /* odd: live; even: dead */
-    uint32_t when_full;                /* enum mbx_when_full */
-    uint64_t capacity;                 /* 0: unbounded */
-    _Atomic uint32_t seq;              /* futex: a message arrived */
-    _Atomic uint32_t waiters;          /* receivers parked on seq */
-    _Atomic uint32_t sel_waiters;      /* ... of which selective */
-    _Atomic uint32_t space_seq;        /* futex: room appeared */
-    _Atomic uint32_t space_waiters;    /* senders parked on space_seq */
-    _Atomic uint32_t drain_seq;        /* futex: a user left */
-    _Atomic int fd;                    /* eventfd, or -1 */
-    _Atomic uint32_t fd_signalled;     /* eventfd made readable */
-    _Atomic uint32_t is_task;          /* created by mbx_spawn */
-    struct mbx__monitor *monitors;     /* who watches; guarded by lock */
+    _Alignas(64) _Atomic uint32_t gen;     /* odd: live; even: dead */
+    uint32_t when_full;                    /* enum mbx_when_full */
+    uint64_t capacity;                     /* 0: unbounded */
+    _Atomic uint32_t seq;                  /* futex: a message arrived */
+    _Atomic uint32_t waiters;              /* receivers parked on seq */
+    _Atomic uint32_t sel_waiters;          /* ... of which selective */
+    _Atomic uint32_t space_seq;            /* futex: room appeared */
+    _Atomic uint32_t space_waiters;        /* senders parked on space_seq */
+    _Atomic uint32_t drain_seq;            /* futex: a user left */
+    _Atomic int fd;                        /* eventfd, or -1 */
+    _Atomic uint32_t fd_signalled;         /* eventfd made readable */
+    _Atomic uint32_t is_task;              /* created by mbx_spawn */
 
-    /* Line 4: the hand-over point. Producers write a stub's link only when
-     * a queue goes from empty to non-empty, which is what an idle receiver
-     * spins on; the consumer's stashes and the rarely used lock share it. */
-    _Alignas(64) struct mbx__node stub; /* normal queue's stub */
-    struct mbx__node ustub;             /* urgent queue's stub */
-    struct mbx__fifo ustash, nstash;    /* set aside by selective receive */
-    _Atomic uint64_t awaiting_corr;     /* a caller waits for this reply */
-    mbx__lock lock;                     /* guards monitors and fd setup */
+    /* Line 4: the hand-over point: the stacks producers push onto, which
+     * is what an idle receiver spins on, and rarely used fields. */
+    _Alignas(64) _Atomic(struct mbx__node *) top;  /* normal stack */
+    _Atomic(struct mbx__node *) utop;              /* urgent stack */
+    _Atomic uint64_t awaiting_corr;        /* a caller waits for this reply */
+    struct mbx__monitor *monitors;         /* who watches; guarded by lock */
+    mbx__lock lock;                        /* guards monitors and fd setup */
 };
 
 _Static_assert(sizeof(struct mbx__box) == 256, "a mailbox slot is 256 bytes");
