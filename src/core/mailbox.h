@@ -40,43 +40,43 @@ struct mbx__fifo {
 struct mbx__box {
     /* Line 1: producers' counters, written on every send, read by the
      * consumer only for statistics and the capacity. */
-    _Alignas(64) _Atomic uint64_t enq;     /* messages accepted */
-    _Atomic uint64_t enq_bytes;            /* body bytes accepted */
-    _Atomic uint64_t full;                 /* sends refused: full */
-    _Atomic uint64_t dropped;              /* discarded without delivery */
-    _Atomic uint32_t prod_users;           /* producers inside the slot */
-    struct mbx__name *names;               /* guarded by the registry lock */
+    _Alignas(64) _Atomic uint64_t enq; /* messages accepted */
+    _Atomic uint64_t enq_bytes;        /* body bytes accepted */
+    _Atomic uint64_t full;             /* sends refused: full */
+    _Atomic uint64_t dropped;          /* discarded without delivery */
+    _Atomic uint32_t prod_users;       /* producers inside the slot */
+    struct mbx__name *names;           /* guarded by the registry lock */
 
     /* Line 2: written by the consumer on every receive. */
-    _Alignas(64) struct mbx__fifo uinbox;  /* urgent messages taken over */
-    struct mbx__fifo inbox;                /* normal messages taken over */
-    _Atomic uint64_t deq;                  /* messages delivered */
-    _Atomic uint64_t deq_bytes;            /* body bytes delivered */
-    _Atomic uint32_t cons_users;           /* consumers inside the slot */
-    mbx__lock cons_lock;                   /* serialises receivers */
-    _Atomic uint32_t spin_ns;              /* adaptive spin budget */
+    _Alignas(64) struct mbx__fifo uinbox; /* urgent messages taken over */
+    struct mbx__fifo inbox;               /* normal messages taken over */
+    _Atomic uint64_t deq;                 /* messages delivered */
+    _Atomic uint64_t deq_bytes;           /* body bytes delivered */
+    _Atomic uint32_t cons_users;          /* consumers inside the slot */
+    mbx__lock cons_lock;                  /* serialises receivers */
+    _Atomic uint32_t spin_ns;             /* adaptive spin budget */
 
     /* Line 3: read by producers on every send, written rarely. */
-    _Alignas(64) _Atomic uint32_t gen;     /* odd: live; even: dead */
-    uint32_t when_full;                    /* enum mbx_when_full */
-    uint64_t capacity;                     /* 0: unbounded */
-    _Atomic uint32_t seq;                  /* futex: a message arrived */
-    _Atomic uint32_t waiters;              /* receivers parked on seq */
-    _Atomic uint32_t sel_waiters;          /* ... of which selective */
-    _Atomic uint32_t space_seq;            /* futex: room appeared */
-    _Atomic uint32_t space_waiters;        /* senders parked on space_seq */
-    _Atomic uint32_t drain_seq;            /* futex: a user left */
-    _Atomic int fd;                        /* eventfd, or -1 */
-    _Atomic uint32_t fd_signalled;         /* eventfd made readable */
-    _Atomic uint32_t is_task;              /* created by mbx_spawn */
+    _Alignas(64) _Atomic uint32_t gen; /* odd: live; even: dead */
+    uint32_t when_full;                /* enum mbx_when_full */
+    uint64_t capacity;                 /* 0: unbounded */
+    _Atomic uint32_t seq;              /* futex: a message arrived */
+    _Atomic uint32_t waiters;          /* receivers parked on seq */
+    _Atomic uint32_t sel_waiters;      /* ... of which selective */
+    _Atomic uint32_t space_seq;        /* futex: room appeared */
+    _Atomic uint32_t space_waiters;    /* senders parked on space_seq */
+    _Atomic uint32_t drain_seq;        /* futex: a user left */
+    _Atomic int fd;                    /* eventfd, or -1 */
+    _Atomic uint32_t fd_signalled;     /* eventfd made readable */
+    _Atomic uint32_t is_task;          /* created by mbx_spawn */
 
     /* Line 4: the hand-over point: the stacks producers push onto, which
      * is what an idle receiver spins on, and rarely used fields. */
-    _Alignas(64) _Atomic(struct mbx__node *) top;  /* normal stack */
-    _Atomic(struct mbx__node *) utop;              /* urgent stack */
-    _Atomic uint64_t awaiting_corr;        /* a caller waits for this reply */
-    struct mbx__monitor *monitors;         /* who watches; guarded by lock */
-    mbx__lock lock;                        /* guards monitors and fd setup */
+    _Alignas(64) _Atomic(struct mbx__node *) top; /* normal stack */
+    _Atomic(struct mbx__node *) utop;             /* urgent stack */
+    _Atomic uint64_t awaiting_corr; /* a caller waits for this reply */
+    struct mbx__monitor *monitors;  /* who watches; guarded by lock */
+    mbx__lock lock;                 /* guards monitors and fd setup */
 };
 
 _Static_assert(sizeof(struct mbx__box) == 256, "a mailbox slot is 256 bytes");

@@ -18,10 +18,11 @@
 #define POOL_ENABLED_GUARD(c) (c)
 #endif
 
-#define CLASSES 8     /* 64, 128, ... 512 bytes */
-#define BATCH 64      /* blocks moved between a cache and the depot at once */
-#define DEPOT_MAX 256 /* batches kept per class; beyond, blocks go to free()   \
-                       */
+#define CLASSES 8 /* 64, 128, ... 512 bytes */
+#define BATCH 64  /* blocks moved between a cache and the depot at once */
+#define DEPOT_MAX                                                              \
+    256 /* batches kept per class; beyond, blocks go to free()                 \
+         */
 
 /* A free block: a link to the next block, and (in a batch's first block)
  * a link to the next batch. */
