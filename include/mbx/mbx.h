@@ -208,9 +208,10 @@ MBX_API int mbx_recv_kind(mbx_id self, const char *kind, mbx_msg **out,
 /* Synchronous call: sends *req to `to` marked as a call and waits for the
  * callee's mbx_reply. On success *req is NULL (sent) and *reply owns the
  * reply. Returns 0; MBX_ETIMEDOUT (no reply in time, also with timeout 0
- * once the request is sent; a late reply is discarded); MBX_ECLOSED (the callee's mailbox was destroyed, or the
- * request was freed unanswered, before the reply: returned at once); or
- * any mbx_send error, in which case *req still belongs to the caller. */
+ * once the request is sent; a late reply is discarded); MBX_ECLOSED (the
+ * callee's mailbox was destroyed, or the request was freed unanswered, before
+ * the reply: returned at once); or any mbx_send error, in which case *req still
+ * belongs to the caller. */
 MBX_API int mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms);
 
 /* mbx_call to an address, resolved as mbx_send_to. */
@@ -336,7 +337,10 @@ MBX_API int mbx_args_add_strn(mbx_args *a, const char *s, size_t len);
 MBX_API int mbx_args_add_bytes(mbx_args *a, const void *p, size_t len);
 /* Appends a nested array (sub holds only positional values) or map (sub
  * holds only keyword values); takes *sub on success and sets it to NULL.
- * MBX_EINVAL if sub holds the other kind of value too. */
+ * MBX_EINVAL if sub holds the other kind of value too, if sub is a itself,
+ * or if the nesting would pass 64 levels (a value directly in the args is
+ * level 0; each array or map opens one more). Strings, bytes and containers
+ * are limited to 2^32 - 1 bytes or values (MBX_EINVAL beyond). */
 MBX_API int mbx_args_add_array(mbx_args *a, mbx_args **sub);
 MBX_API int mbx_args_add_map(mbx_args *a, mbx_args **sub);
 
@@ -347,6 +351,8 @@ MBX_API int mbx_args_set_bool(mbx_args *a, const char *key, int v);
 MBX_API int mbx_args_set_int(mbx_args *a, const char *key, int64_t v);
 MBX_API int mbx_args_set_double(mbx_args *a, const char *key, double v);
 MBX_API int mbx_args_set_str(mbx_args *a, const char *key, const char *s);
+MBX_API int mbx_args_set_strn(mbx_args *a, const char *key, const char *s,
+                              size_t len);
 MBX_API int mbx_args_set_bytes(mbx_args *a, const char *key, const void *p,
                                size_t len);
 MBX_API int mbx_args_set_array(mbx_args *a, const char *key, mbx_args **sub);
@@ -365,10 +371,12 @@ MBX_API int mbx_args_type(const mbx_args *a, size_t i);
 MBX_API int mbx_args_kw_type(const mbx_args *a, const char *key);
 
 /* Type-checked getters. Return 0 and the value; MBX_ENOENT when there is no
- * such index or key; MBX_ETYPE when the value has another type. Strings and
- * bytes are borrowed: valid while `a` lives and is not modified. A string's
- * length is stored in *len when len is not NULL; strings are NUL-terminated
- * but may hold NUL bytes. Nested arrays and maps are borrowed args views
+ * such index or key; MBX_ETYPE when the value has another type (ints and
+ * doubles are never converted); MBX_EINVAL for a NULL args, key or out
+ * pointer. Strings and bytes are borrowed: valid while `a` lives and is not
+ * modified. A string's length is stored in *len when len is not NULL; strings
+ * are NUL-terminated but may hold NUL bytes. Nested arrays and maps are
+ * borrowed args views
  * (*out must not be freed). */
 MBX_API int mbx_args_get_bool(const mbx_args *a, size_t i, int *out);
 MBX_API int mbx_args_get_int(const mbx_args *a, size_t i, int64_t *out);
@@ -397,13 +405,17 @@ MBX_API int mbx_args_kw_map(const mbx_args *a, const char *key,
 MBX_API int mbx_args_encode(const mbx_args *a, void **out, size_t *len);
 
 /* Decodes `len` bytes into new args (*out, freed with mbx_args_free). Never
- * reads outside [data, data + len). Returns 0; MBX_EBADMSG for malformed,
- * truncated or trailing data, non-string map keys, unsupported MessagePack
- * types, nesting deeper than 64, or integers above INT64_MAX; MBX_ENOMEM. */
+ * reads outside [data, data + len), and allocates only as values actually
+ * arrive. Returns 0; MBX_EBADMSG for empty, malformed, truncated or
+ * trailing data, map keys that are not non-empty strings without NUL bytes,
+ * duplicate keys, unsupported MessagePack types (ext), nesting deeper than
+ * 64, or integers above INT64_MAX; MBX_ENOMEM. On failure *out is left
+ * untouched. Strings are not checked for UTF-8. */
 MBX_API int mbx_args_decode(mbx_args **out, const void *data, size_t len);
 
 /* New message whose body is the encoding of `a` (a stays the caller's).
- * Returns NULL when out of memory or on invalid input. */
+ * Returns NULL when out of memory, for a NULL `a`, or for a kind longer
+ * than MBX_KIND_MAX. */
 MBX_API mbx_msg *mbx_msg_new_args(const char *kind, const mbx_args *a);
 
 /* Decodes the message's body as args (*out freed with mbx_args_free).
