@@ -56,7 +56,7 @@ static int
 deliver_to_caller(const mbx_msg *req, mbx_msg *m)
 {
     struct mbx__box *b;
-    int rc = mbx__box_acquire(req->reply_to, MBX__PRODUCER, &b);
+    int rc = mbx__box_acquire(req->reply_to, &b);
     if (rc < 0)
         return rc;
     rc = MBX_ENOENT;
@@ -64,7 +64,7 @@ deliver_to_caller(const mbx_msg *req, mbx_msg *m)
         m->corr = req->corr;
         rc = mbx__box_push(b, req->reply_to, m, 0, true);
     }
-    mbx__box_release(b, MBX__PRODUCER);
+    mbx__box_release(b);
     return rc;
 }
 
@@ -131,21 +131,21 @@ mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms)
     int rc = own_reply_box(&rid);
     if (rc < 0)
         return rc;
-    if ((rc = mbx__box_acquire(rid, MBX__CONSUMER, &rb)) < 0)
-        return rc;
+    /* The reply mailbox belongs to this thread and lives until it exits. */
+    rb = mbx__box_slot(rid);
     int64_t deadline = mbx__deadline(timeout_ms);
     uint64_t corr = ++last_corr;
     struct mbx__monitor guard = {.watcher = rid, .corr = corr};
     if ((rc = mbx__monitor_link(to, &guard)) < 0)
-        goto out;
+        return rc;
     mbx_msg *m = *req;
     m->role = MBX__CALL;
     m->corr = corr;
     m->reply_to = rid;
     atomic_store(&rb->awaiting_corr, corr);
-    if ((rc = mbx__box_acquire(to, MBX__PRODUCER, &tb)) == 0) {
+    if ((rc = mbx__box_acquire(to, &tb)) == 0) {
         rc = mbx__box_push(tb, to, m, deadline, false);
-        mbx__box_release(tb, MBX__PRODUCER);
+        mbx__box_release(tb);
     }
     if (rc < 0) {
         m->role = MBX__PLAIN;
@@ -157,7 +157,5 @@ mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms)
     }
     atomic_store(&rb->awaiting_corr, 0);
     mbx__monitor_unlink(&guard);
-out:
-    mbx__box_release(rb, MBX__CONSUMER);
     return rc;
 }

@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,8 @@
  * learned that spinning does not pay. */
 #define SPIN_MAX_NS 20000
 #define SPIN_MIN_NS 500
+#define SPIN_YIELD_AFTER_NS 300 /* then yield now and then while spinning */
+#define SPIN_MISSES_TO_SHRINK 4 /* misses in a row before spinning less */
 
 static _Atomic(struct mbx__box *) chunks[MAX_CHUNKS];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -126,25 +129,19 @@ slot_give_back(uint32_t idx, uint32_t gen)
     pthread_mutex_unlock(&table_lock);
 }
 
-static _Atomic uint32_t *
-users_of(struct mbx__box *b, enum mbx__side side)
-{
-    return side == MBX__PRODUCER ? &b->prod_users : &b->cons_users;
-}
-
 int
-mbx__box_acquire(mbx_id id, enum mbx__side side, struct mbx__box **out)
+mbx__box_acquire(mbx_id id, struct mbx__box **out)
 {
     uint32_t gen = id_gen(id);
     struct mbx__box *b = (gen & 1) ? mbx__box_slot(id) : NULL;
     if (!b)
         return MBX_ENOENT;
     /* Count ourselves in before checking the generation: destroy changes
-     * the generation before it waits for the counts to reach zero, so
+     * the generation before it waits for the count to reach zero, so
      * either we see the new generation or destroy sees us. */
-    atomic_fetch_add(users_of(b, side), 1);
+    atomic_fetch_add(&b->prod_users, 1);
     if (atomic_load(&b->gen) != gen) {
-        mbx__box_release(b, side);
+        mbx__box_release(b);
         return MBX_ENOENT;
     }
     *out = b;
@@ -152,9 +149,9 @@ mbx__box_acquire(mbx_id id, enum mbx__side side, struct mbx__box **out)
 }
 
 void
-mbx__box_release(struct mbx__box *b, enum mbx__side side)
+mbx__box_release(struct mbx__box *b)
 {
-    atomic_fetch_sub(users_of(b, side), 1);
+    atomic_fetch_sub(&b->prod_users, 1);
     if (!(atomic_load(&b->gen) & 1)) {
         /* A destroy may be waiting for us to leave. */
         atomic_fetch_add(&b->drain_seq, 1);
@@ -230,6 +227,14 @@ fifo_take(struct mbx__fifo *f, const char *kind)
 
 /* ---- producer side ------------------------------------------------------ */
 
+/* The capacity (0: unbounded). An atomic field, because a receiver reads it
+ * without a pin, possibly as the slot is being reused. */
+static inline uint64_t
+capacity_of(struct mbx__box *b)
+{
+    return atomic_load_explicit(&b->capacity, memory_order_relaxed);
+}
+
 /* Wakes a parked receiver and readies the eventfd, if there are any. */
 static void
 wake_receivers(struct mbx__box *b)
@@ -252,7 +257,7 @@ wake_receivers(struct mbx__box *b)
 static bool
 has_room(struct mbx__box *b)
 {
-    return atomic_load(&b->enq) - atomic_load(&b->deq) < b->capacity;
+    return atomic_load(&b->enq) - atomic_load(&b->deq) < capacity_of(b);
 }
 
 /* Reserves one place in a bounded mailbox, applying its full policy. */
@@ -261,7 +266,7 @@ reserve_room(struct mbx__box *b, mbx_id id, int64_t deadline)
 {
     for (;;) {
         uint64_t e = atomic_load(&b->enq);
-        if (e - atomic_load(&b->deq) < b->capacity) {
+        if (e - atomic_load(&b->deq) < capacity_of(b)) {
             if (atomic_compare_exchange_weak(&b->enq, &e, e + 1))
                 return 0;
             continue;
@@ -293,7 +298,7 @@ int
 mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
               bool bypass)
 {
-    if (b->capacity && !bypass) {
+    if (capacity_of(b) && !bypass) {
         int rc = reserve_room(b, id, deadline);
         if (rc == DROPPED) {
             mbx_msg_free(m);
@@ -316,11 +321,11 @@ mbx_send(mbx_id to, mbx_msg **m, int timeout_ms)
     if (!m || !*m)
         return MBX_EINVAL;
     struct mbx__box *b;
-    int rc = mbx__box_acquire(to, MBX__PRODUCER, &b);
+    int rc = mbx__box_acquire(to, &b);
     if (rc < 0)
         return rc;
     rc = mbx__box_push(b, to, *m, mbx__deadline(timeout_ms), false);
-    mbx__box_release(b, MBX__PRODUCER);
+    mbx__box_release(b);
     if (rc == 0)
         *m = NULL;
     return rc;
@@ -332,12 +337,12 @@ mbx__send_notice(mbx_id to, mbx_msg *m)
     struct mbx__box *b;
     if (!m)
         return;
-    if (mbx__box_acquire(to, MBX__PRODUCER, &b) < 0) {
+    if (mbx__box_acquire(to, &b) < 0) {
         mbx_msg_free(m);
         return;
     }
     mbx__box_push(b, to, m, 0, true);
-    mbx__box_release(b, MBX__PRODUCER);
+    mbx__box_release(b);
 }
 
 /* ---- consumer side ------------------------------------------------------ */
@@ -392,46 +397,86 @@ settle_fd(struct mbx__box *b)
         mbx__eventfd_signal(fd);
 }
 
-/* Counts a delivered message and lets a sender waiting for room go on. */
+/* Wakes the senders waiting for room in a bounded mailbox. */
+static void
+wake_senders(struct mbx__box *b)
+{
+    atomic_fetch_add(&b->space_seq, 1);
+    mbx__futex_wake(&b->space_seq, INT_MAX);
+}
+
+/* Counts a delivered message. In a bounded mailbox, senders waiting for
+ * room are woken once a quarter of it is free, not for every message: a
+ * wake-up costs more than a message. (A receiver about to park wakes them
+ * whatever the room, so nobody waits on a receiver that waits too.) */
 static void
 account_delivery(struct mbx__box *b, const mbx_msg *m)
 {
-    atomic_store(&b->deq,
-                 atomic_load_explicit(&b->deq, memory_order_relaxed) + 1);
-    atomic_store_explicit(
-        &b->deq_bytes,
-        atomic_load_explicit(&b->deq_bytes, memory_order_relaxed) + m->len,
-        memory_order_relaxed);
-    if (b->capacity && atomic_load(&b->space_waiters)) {
-        atomic_fetch_add(&b->space_seq, 1);
-        mbx__futex_wake(&b->space_seq, 1);
+    uint64_t deq = atomic_load_explicit(&b->deq, memory_order_relaxed) + 1;
+    uint64_t bytes = atomic_load_explicit(&b->deq_bytes, memory_order_relaxed);
+    atomic_store_explicit(&b->deq_bytes, bytes + m->len, memory_order_release);
+    if (!capacity_of(b)) {
+        atomic_store_explicit(&b->deq, deq, memory_order_release);
+        return;
     }
+    /* Senders decide on `deq` and then park: they need the full barrier. */
+    atomic_store(&b->deq, deq);
+    if (!atomic_load(&b->space_waiters))
+        return;
+    uint64_t room = capacity_of(b) - (atomic_load(&b->enq) - deq);
+    if (room >= capacity_of(b) / 4 || room >= 1024)
+        wake_senders(b);
+}
+
+/* Spins until a message may have arrived, the mailbox dies or the spin
+ * budget runs out; returns true in the first two cases. After the first
+ * few hundred nanoseconds it yields the CPU every few rounds, so a sender
+ * sharing this CPU gets to run. The budget resets to the maximum whenever
+ * spinning pays, and halves only after several misses in a row, so a
+ * steady exchange keeps spinning while an idle mailbox soon stops. */
+static bool
+spin_for_arrival(struct mbx__box *b, mbx_id id)
+{
+    uint32_t budget = atomic_load_explicit(&b->spin_ns, memory_order_relaxed);
+    if (!budget)
+        return false;
+    int64_t start = mbx__now_ns(), spun = 0;
+    for (unsigned i = 1;; i++) {
+        if (!stacks_empty(b) || (i % 16 == 0 && !mbx__box_live(b, id))) {
+            atomic_store_explicit(&b->spin_ns, SPIN_MAX_NS,
+                                  memory_order_relaxed);
+            atomic_store_explicit(&b->spin_misses, 0, memory_order_relaxed);
+            return true;
+        }
+        if (i % 16 != 0) {
+            mbx__cpu_relax();
+            continue;
+        }
+        spun = mbx__now_ns() - start;
+        if (spun > budget)
+            break;
+        if (spun > SPIN_YIELD_AFTER_NS)
+            sched_yield();
+    }
+    uint32_t misses =
+        atomic_load_explicit(&b->spin_misses, memory_order_relaxed) + 1;
+    atomic_store_explicit(&b->spin_misses, misses, memory_order_relaxed);
+    if (misses >= SPIN_MISSES_TO_SHRINK && budget / 2 >= SPIN_MIN_NS)
+        atomic_store_explicit(&b->spin_ns, budget / 2, memory_order_relaxed);
+    return false;
 }
 
 /* Spins a while, then parks, until a message may have arrived since the
- * lists were found empty, or the mailbox is destroyed. Returns 0 (look
+ * stacks were found empty, or the mailbox is destroyed. Returns 0 (look
  * again) or MBX_ETIMEDOUT. */
 static int
 await_arrival(struct mbx__box *b, mbx_id id, bool selective, int64_t deadline)
 {
-    uint32_t budget = atomic_load_explicit(&b->spin_ns, memory_order_relaxed);
-    int64_t start = mbx__now_ns();
-    for (unsigned i = 1; budget; i++) {
-        bool periodic = i % 16 == 0;
-        if (!stacks_empty(b) || (periodic && !mbx__box_live(b, id))) {
-            if (budget < SPIN_MAX_NS)
-                atomic_store_explicit(&b->spin_ns, budget + budget / 8 + 1,
-                                      memory_order_relaxed);
-            return 0;
-        }
-        mbx__cpu_relax();
-        if (periodic && mbx__now_ns() - start > budget)
-            break;
-    }
-    /* Spinning did not pay this time: spin less next time. */
-    if (budget / 2 >= SPIN_MIN_NS)
-        atomic_store_explicit(&b->spin_ns, budget / 2, memory_order_relaxed);
-
+    if (spin_for_arrival(b, id))
+        return 0;
+    /* Senders held back for room must not wait on a receiver that waits. */
+    if (capacity_of(b) && atomic_load(&b->space_waiters))
+        wake_senders(b);
     uint32_t s = atomic_load(&b->seq);
     if (selective)
         atomic_fetch_add(&b->sel_waiters, 1);
@@ -452,8 +497,14 @@ int
 mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
              int64_t deadline)
 {
-    for (;;) {
+    for (bool first = true;; first = false) {
+        /* Holding the consumer lock with the generation checked is what
+         * keeps destroy from freeing the queue under us. */
         mbx__lock_take(&b->cons_lock);
+        if (!mbx__box_live(b, id)) {
+            mbx__lock_drop(&b->cons_lock);
+            return first ? MBX_ENOENT : MBX_ECLOSED;
+        }
         mbx_msg *m = take(b, kind);
         if (m)
             account_delivery(b, m);
@@ -463,8 +514,6 @@ mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
             *out = m;
             return 0;
         }
-        if (!mbx__box_live(b, id))
-            return MBX_ECLOSED;
         if (deadline == 0)
             return MBX_EAGAIN;
         int rc = await_arrival(b, id, kind != NULL, deadline);
@@ -484,13 +533,10 @@ recv_common(mbx_id self, const char *kind, mbx_msg **out, int timeout_ms)
 {
     if (!out)
         return MBX_EINVAL;
-    struct mbx__box *b;
-    int rc = mbx__box_acquire(self, MBX__CONSUMER, &b);
-    if (rc < 0)
-        return rc;
-    rc = mbx__box_pop(b, self, kind, out, mbx__deadline(timeout_ms));
-    mbx__box_release(b, MBX__CONSUMER);
-    return rc;
+    struct mbx__box *b = (id_gen(self) & 1) ? mbx__box_slot(self) : NULL;
+    if (!b)
+        return MBX_ENOENT;
+    return mbx__box_pop(b, self, kind, out, mbx__deadline(timeout_ms));
 }
 
 int
@@ -509,10 +555,23 @@ mbx_recv_kind(mbx_id self, const char *kind, mbx_msg **out, int timeout_ms)
 
 /* ---- life cycle ---------------------------------------------------------- */
 
+/* The spin budget a new mailbox starts with: none on a single CPU, where
+ * spinning would only keep the sender from running. */
+static uint32_t
+initial_spin_ns(void)
+{
+    static _Atomic int cpus; /* 0 until first asked */
+    int n = atomic_load_explicit(&cpus, memory_order_relaxed);
+    if (!n) {
+        n = mbx__cpu_count();
+        atomic_store_explicit(&cpus, n, memory_order_relaxed);
+    }
+    return n > 1 ? SPIN_MAX_NS : 0;
+}
+
 int
 mbx_create(mbx_id *out, const mbx_opts *opts)
 {
-    static _Atomic uint32_t spin_default; /* 0 on one CPU: never spin */
     if (!out)
         return MBX_EINVAL;
     mbx_opts o = opts ? *opts : (mbx_opts){0};
@@ -522,8 +581,6 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     int rc = slot_take(&idx);
     if (rc < 0)
         return rc;
-    if (!atomic_load_explicit(&spin_default, memory_order_relaxed))
-        atomic_store(&spin_default, mbx__cpu_count() > 1 ? SPIN_MAX_NS : 1);
     struct mbx__box *b = slot_at(idx);
     atomic_store(&b->top, NULL);
     atomic_store(&b->utop, NULL);
@@ -534,9 +591,9 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     atomic_store(&b->deq_bytes, 0);
     atomic_store(&b->dropped, 0);
     atomic_store(&b->full, 0);
-    uint32_t spin = atomic_load(&spin_default);
-    atomic_store(&b->spin_ns, spin > 1 ? spin : 0);
-    b->capacity = o.capacity;
+    atomic_store(&b->spin_ns, initial_spin_ns());
+    atomic_store(&b->spin_misses, 0);
+    atomic_store_explicit(&b->capacity, o.capacity, memory_order_relaxed);
     b->when_full = (uint32_t)o.when_full;
     atomic_store(&b->fd, -1);
     atomic_store(&b->fd_signalled, 0);
@@ -551,19 +608,20 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     return 0;
 }
 
-/* Waits until no operation is inside the slot any more. */
+/* Waits until no sender is inside the slot any more. */
 static void
-wait_for_users(struct mbx__box *b)
+wait_for_senders(struct mbx__box *b)
 {
     for (;;) {
         uint32_t s = atomic_load(&b->drain_seq);
-        if (!atomic_load(&b->prod_users) && !atomic_load(&b->cons_users))
+        if (!atomic_load(&b->prod_users))
             return;
         mbx__futex_wait(&b->drain_seq, s, MBX__NEVER);
     }
 }
 
-/* Frees every message still queued. No user is left. */
+/* Frees every message still queued. No sender is left and the consumer
+ * lock is held. */
 static void
 discard_queued(struct mbx__box *b)
 {
@@ -579,17 +637,24 @@ mbx_destroy(mbx_id id)
     struct mbx__box *b = (gen & 1) ? mbx__box_slot(id) : NULL;
     if (!b || !atomic_compare_exchange_strong(&b->gen, &gen, gen + 1))
         return MBX_ENOENT;
-    /* From here every new acquire fails; wake whoever is parked so they
-     * see the mailbox closed and leave. */
-    atomic_fetch_add(&b->seq, 1);
-    mbx__futex_wake(&b->seq, INT_MAX);
-    atomic_fetch_add(&b->space_seq, 1);
-    mbx__futex_wake(&b->space_seq, INT_MAX);
-    wait_for_users(b);
-
+    /* From here every new operation fails. Whoever is parked counted
+     * itself in before checking the generation, so reading the counts
+     * after changing it finds every thread that needs waking. */
+    if (atomic_load(&b->waiters)) {
+        atomic_fetch_add(&b->seq, 1);
+        mbx__futex_wake(&b->seq, INT_MAX);
+    }
+    if (atomic_load(&b->space_waiters))
+        wake_senders(b);
+    wait_for_senders(b);
     mbx__registry_forget(b);
+
+    /* Receivers check the generation under the consumer lock: once we hold
+     * it, none is inside the queue. */
+    mbx__lock_take(&b->cons_lock);
     discard_queued(b);
     mbx__fd_close(atomic_exchange(&b->fd, -1));
+    mbx__lock_drop(&b->cons_lock);
     mbx__monitors_fire(b, id);
     slot_give_back(id_index(id), gen + 1);
     return 0;
@@ -600,25 +665,22 @@ mbx_destroy(mbx_id id)
 int
 mbx_fd(mbx_id id)
 {
-    struct mbx__box *b;
-    int rc = mbx__box_acquire(id, MBX__CONSUMER, &b);
-    if (rc < 0)
-        return rc;
-    mbx__lock_take(&b->lock);
-    int fd = atomic_load(&b->fd);
-    if (fd < 0) {
-        fd = mbx__eventfd_open();
-        if (fd >= 0) {
+    struct mbx__box *b = (id_gen(id) & 1) ? mbx__box_slot(id) : NULL;
+    if (!b)
+        return MBX_ENOENT;
+    mbx__lock_take(&b->cons_lock);
+    int fd = MBX_ENOENT;
+    if (mbx__box_live(b, id)) {
+        fd = atomic_load(&b->fd);
+        if (fd < 0 && (fd = mbx__eventfd_open()) >= 0) {
             atomic_store(&b->fd, fd);
             /* Producers that pushed before they could see the fd did not
              * signal it: do it for them. */
-            if (atomic_load(&b->enq) != atomic_load(&b->deq) &&
-                !atomic_exchange(&b->fd_signalled, 1))
+            if (!nothing_pending(b) && !atomic_exchange(&b->fd_signalled, 1))
                 mbx__eventfd_signal(fd);
         }
     }
-    mbx__lock_drop(&b->lock);
-    mbx__box_release(b, MBX__CONSUMER);
+    mbx__lock_drop(&b->cons_lock);
     return fd;
 }
 
@@ -628,7 +690,7 @@ mbx_stat(mbx_id id, mbx_stats *out)
     if (!out)
         return MBX_EINVAL;
     struct mbx__box *b;
-    int rc = mbx__box_acquire(id, MBX__PRODUCER, &b);
+    int rc = mbx__box_acquire(id, &b);
     if (rc < 0)
         return rc;
     memset(out, 0, sizeof *out);
@@ -640,7 +702,7 @@ mbx_stat(mbx_id id, mbx_stats *out)
     out->queued_bytes = atomic_load(&b->enq_bytes) - deq_bytes;
     out->dropped = atomic_load(&b->dropped);
     out->full = atomic_load(&b->full);
-    out->capacity = b->capacity;
-    mbx__box_release(b, MBX__PRODUCER);
+    out->capacity = capacity_of(b);
+    mbx__box_release(b);
     return 0;
 }

@@ -52,14 +52,14 @@ struct mbx__box {
     struct mbx__fifo inbox;               /* normal messages taken over */
     _Atomic uint64_t deq;                 /* messages delivered */
     _Atomic uint64_t deq_bytes;           /* body bytes delivered */
-    _Atomic uint32_t cons_users;          /* consumers inside the slot */
-    mbx__lock cons_lock;                  /* serialises receivers */
+    mbx__lock cons_lock;                  /* receivers; destroy's drain */
     _Atomic uint32_t spin_ns;             /* adaptive spin budget */
+    _Atomic uint32_t spin_misses;         /* spins in a row that failed */
 
     /* Line 3: read by producers on every send, written rarely. */
     _Alignas(64) _Atomic uint32_t gen; /* odd: live; even: dead */
     uint32_t when_full;                /* enum mbx_when_full */
-    uint64_t capacity;                 /* 0: unbounded */
+    _Atomic uint64_t capacity;         /* 0: unbounded (relaxed loads) */
     _Atomic uint32_t seq;              /* futex: a message arrived */
     _Atomic uint32_t waiters;          /* receivers parked on seq */
     _Atomic uint32_t sel_waiters;      /* ... of which selective */
@@ -76,20 +76,19 @@ struct mbx__box {
     _Atomic(struct mbx__node *) utop;             /* urgent stack */
     _Atomic uint64_t awaiting_corr; /* a caller waits for this reply */
     struct mbx__monitor *monitors;  /* who watches; guarded by lock */
-    mbx__lock lock;                 /* guards monitors and fd setup */
+    mbx__lock lock;                 /* guards monitors */
 };
 
 _Static_assert(sizeof(struct mbx__box) == 256, "a mailbox slot is 256 bytes");
 
-/* Which side of the slot an operation is on: it picks the user counter. */
-enum mbx__side { MBX__PRODUCER, MBX__CONSUMER };
-
-/* Checks `id` and pins its slot against destruction. Returns 0 and the slot,
- * or MBX_ENOENT (and pins nothing). Pair with mbx__box_release. */
-int mbx__box_acquire(mbx_id id, enum mbx__side side, struct mbx__box **out);
+/* Checks `id` and pins its slot against destruction, as senders do.
+ * Returns 0 and the slot, or MBX_ENOENT (and pins nothing). Pair with
+ * mbx__box_release. Receivers do not pin: they hold the consumer lock,
+ * which destroy takes before it frees what the slot holds. */
+int mbx__box_acquire(mbx_id id, struct mbx__box **out);
 
 /* Unpins a slot pinned by mbx__box_acquire. */
-void mbx__box_release(struct mbx__box *b, enum mbx__side side);
+void mbx__box_release(struct mbx__box *b);
 
 /* True while the mailbox `id` of this (pinned) slot has not been destroyed. */
 bool mbx__box_live(const struct mbx__box *b, mbx_id id);
@@ -111,7 +110,8 @@ int mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
  * mailbox is gone. */
 void mbx__send_notice(mbx_id to, mbx_msg *m);
 
-/* Takes the next message from a pinned slot as mbx_recv does. */
+/* Takes the next message from the mailbox `id` in slot b as mbx_recv does
+ * (b from mbx__box_slot; no pin needed). */
 int mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
                  int64_t deadline);
 

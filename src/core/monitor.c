@@ -9,7 +9,7 @@ mbx__monitor_link(mbx_id target, struct mbx__monitor *e)
     struct mbx__box *b;
     /* Pinned, the target cannot reach mbx__monitors_fire before e is
      * linked, so e is always fired or unlinked, never forgotten. */
-    int rc = mbx__box_acquire(target, MBX__PRODUCER, &b);
+    int rc = mbx__box_acquire(target, &b);
     if (rc < 0)
         return rc;
     e->target = target;
@@ -21,7 +21,7 @@ mbx__monitor_link(mbx_id target, struct mbx__monitor *e)
     b->monitors = e;
     e->linked = 1;
     mbx__lock_drop(&b->lock);
-    mbx__box_release(b, MBX__PRODUCER);
+    mbx__box_release(b);
     return 0;
 }
 
@@ -72,10 +72,10 @@ int
 mbx_monitor(mbx_id watcher, mbx_id target)
 {
     struct mbx__box *w;
-    int rc = mbx__box_acquire(watcher, MBX__PRODUCER, &w);
+    int rc = mbx__box_acquire(watcher, &w);
     if (rc < 0)
         return rc;
-    mbx__box_release(w, MBX__PRODUCER);
+    mbx__box_release(w);
     struct mbx__monitor *e = calloc(1, sizeof *e);
     if (!e)
         return MBX_ENOMEM;

@@ -91,12 +91,12 @@ mbx_register(mbx_id id, const char *name)
     struct mbx__box *b;
     /* Pinning the mailbox keeps destroy from running until the name is in
      * its list, so a destroyed mailbox never keeps a name. */
-    if ((rc = mbx__box_acquire(id, MBX__PRODUCER, &b)) < 0)
+    if ((rc = mbx__box_acquire(id, &b)) < 0)
         return rc;
     size_t len = strlen(name), h = hash_name(name);
     struct mbx__name *e = malloc(sizeof *e + len + 1);
     if (!e) {
-        mbx__box_release(b, MBX__PRODUCER);
+        mbx__box_release(b);
         return MBX_ENOMEM;
     }
     memcpy(e->name, name, len + 1);
@@ -118,7 +118,7 @@ mbx_register(mbx_id id, const char *name)
         e = NULL;
     }
     pthread_rwlock_unlock(&reg_lock);
-    mbx__box_release(b, MBX__PRODUCER);
+    mbx__box_release(b);
     free(e);
     return rc;
 }

@@ -104,8 +104,8 @@ join_finished(mbx_id id)
     struct mbx__box *b;
     if (!mbx__id_existed(id))
         return MBX_ENOENT;
-    if (mbx__box_acquire(id, MBX__PRODUCER, &b) == 0) {
-        mbx__box_release(b, MBX__PRODUCER);
+    if (mbx__box_acquire(id, &b) == 0) {
+        mbx__box_release(b);
         return MBX_EINVAL; /* a live mailbox that is not a task */
     }
     return 0;
