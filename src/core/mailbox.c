@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/monitor.h"
 #include "core/registry.h"
@@ -23,6 +24,11 @@
 #define SPIN_MIN_NS 500
 #define SPIN_YIELD_AFTER_NS 300 /* then yield now and then while spinning */
 #define SPIN_MISSES_TO_SHRINK 4 /* misses in a row before spinning less */
+
+/* A sender that finds more than DEEP_QUEUE messages waiting in an unbounded
+ * mailbox yields its CPU once every YIELD_EVERY sends (see give_way). */
+#define DEEP_QUEUE 4096
+#define YIELD_EVERY 64
 
 static _Atomic(struct mbx__box *) chunks[MAX_CHUNKS];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -86,13 +92,15 @@ slot_take(uint32_t *out)
     } else {
         uint32_t idx = slots_used;
         if (!atomic_load(&chunks[idx >> CHUNK_BITS])) {
+            /* Fresh anonymous pages: zeroed, page-aligned, and only the
+             * pages of slots actually used ever become resident. */
             size_t size = CHUNK_SLOTS * sizeof(struct mbx__box);
-            struct mbx__box *c = aligned_alloc(64, size);
-            if (!c) {
+            struct mbx__box *c = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (c == MAP_FAILED) {
                 rc = MBX_ENOMEM;
                 goto out;
             }
-            memset(c, 0, size);
             atomic_store_explicit(&chunks[idx >> CHUNK_BITS], c,
                                   memory_order_release);
         }
@@ -294,6 +302,25 @@ reserve_room(struct mbx__box *b, mbx_id id, int64_t deadline)
     }
 }
 
+/* Fairness for unbounded mailboxes: when senders outnumber the CPUs, a
+ * receiver that falls behind would otherwise get ever less CPU time while
+ * its queue grows. A sender that sees a deep queue gives up its time slice
+ * now and then; it never blocks and never fails. The queue depth is read
+ * only every YIELD_EVERY sends, to keep the receiver's line out of the
+ * sender's way. */
+static void
+give_way(struct mbx__box *b)
+{
+    static
+        __attribute__((tls_model("initial-exec"))) _Thread_local uint32_t sends;
+    if ((++sends % YIELD_EVERY) != 0)
+        return;
+    uint64_t queued = atomic_load_explicit(&b->enq, memory_order_relaxed) -
+                      atomic_load_explicit(&b->deq, memory_order_relaxed);
+    if (queued > DEEP_QUEUE)
+        sched_yield();
+}
+
 int
 mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
               bool bypass)
@@ -312,6 +339,8 @@ mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
     atomic_fetch_add_explicit(&b->enq_bytes, m->len, memory_order_relaxed);
     stack_push((m->flags & MBX_MSG_URGENT) ? &b->utop : &b->top, &m->link);
     wake_receivers(b);
+    if (!capacity_of(b))
+        give_way(b);
     return 0;
 }
 
