@@ -243,9 +243,9 @@ capacity_of(struct mbx__box *b)
     return atomic_load_explicit(&b->capacity, memory_order_relaxed);
 }
 
-/* Wakes a parked receiver and readies the eventfd, if there are any. */
+/* Wakes a parked receiver, if there is one. */
 static void
-wake_receivers(struct mbx__box *b)
+wake_parked(struct mbx__box *b)
 {
     if (atomic_load(&b->waiters)) {
         atomic_fetch_add(&b->seq, 1);
@@ -253,6 +253,13 @@ wake_receivers(struct mbx__box *b)
          * there is one, every receiver gets a look. */
         mbx__futex_wake(&b->seq, atomic_load(&b->sel_waiters) ? INT_MAX : 1);
     }
+}
+
+/* Wakes a parked receiver and readies the eventfd, if there are any. */
+static void
+wake_receivers(struct mbx__box *b)
+{
+    wake_parked(b);
     int fd = atomic_load(&b->fd);
     if (fd >= 0 && !atomic_load(&b->fd_signalled) &&
         !atomic_exchange(&b->fd_signalled, 1))
@@ -376,6 +383,17 @@ mbx__send_notice(mbx_id to, mbx_msg *m)
 
 /* ---- consumer side ------------------------------------------------------ */
 
+/* Records that messages entered the inboxes. Other receivers waiting for
+ * something new watch this as well as the stacks: a message moved into the
+ * inboxes by one receiver and left there is still new to them. Consumer
+ * lock held. */
+static void
+note_batch(struct mbx__box *b)
+{
+    atomic_store(&b->inbox_gen,
+                 atomic_load_explicit(&b->inbox_gen, memory_order_relaxed) + 1);
+}
+
 /* Takes the next message in delivery order (urgent ones first, each kind
  * in send order), or the first of `kind` in that order; the messages it
  * passes over stay in the inboxes, in order. Consumer lock held. */
@@ -385,13 +403,17 @@ take(struct mbx__box *b, const char *kind)
     mbx_msg *m;
     if ((m = fifo_take(&b->uinbox, kind)))
         return m;
-    if (fifo_take_over(&b->uinbox, &b->utop) &&
-        (m = fifo_take(&b->uinbox, kind)))
-        return m;
+    if (fifo_take_over(&b->uinbox, &b->utop)) {
+        note_batch(b);
+        if ((m = fifo_take(&b->uinbox, kind)))
+            return m;
+    }
     if ((m = fifo_take(&b->inbox, kind)))
         return m;
-    if (fifo_take_over(&b->inbox, &b->top))
+    if (fifo_take_over(&b->inbox, &b->top)) {
+        note_batch(b);
         return fifo_take(&b->inbox, kind);
+    }
     return NULL;
 }
 
@@ -457,6 +479,14 @@ account_delivery(struct mbx__box *b, const mbx_msg *m)
         wake_senders(b);
 }
 
+/* True when a message was pushed, or moved into the inboxes, since the
+ * receiver last looked (when inbox_gen was `seen`). */
+static bool
+something_new(struct mbx__box *b, uint32_t seen)
+{
+    return !stacks_empty(b) || atomic_load(&b->inbox_gen) != seen;
+}
+
 /* Spins until a message may have arrived, the mailbox dies or the spin
  * budget runs out; returns true in the first two cases. After the first
  * few hundred nanoseconds it yields the CPU every few rounds, so a sender
@@ -464,14 +494,14 @@ account_delivery(struct mbx__box *b, const mbx_msg *m)
  * spinning pays, and halves only after several misses in a row, so a
  * steady exchange keeps spinning while an idle mailbox soon stops. */
 static bool
-spin_for_arrival(struct mbx__box *b, mbx_id id)
+spin_for_arrival(struct mbx__box *b, mbx_id id, uint32_t seen)
 {
     uint32_t budget = atomic_load_explicit(&b->spin_ns, memory_order_relaxed);
     if (!budget)
         return false;
     int64_t start = mbx__now_ns(), spun = 0;
     for (unsigned i = 1;; i++) {
-        if (!stacks_empty(b) || (i % 16 == 0 && !mbx__box_live(b, id))) {
+        if (something_new(b, seen) || (i % 16 == 0 && !mbx__box_live(b, id))) {
             atomic_store_explicit(&b->spin_ns, SPIN_MAX_NS,
                                   memory_order_relaxed);
             atomic_store_explicit(&b->spin_misses, 0, memory_order_relaxed);
@@ -499,9 +529,10 @@ spin_for_arrival(struct mbx__box *b, mbx_id id)
  * stacks were found empty, or the mailbox is destroyed. Returns 0 (look
  * again) or MBX_ETIMEDOUT. */
 static int
-await_arrival(struct mbx__box *b, mbx_id id, bool selective, int64_t deadline)
+await_arrival(struct mbx__box *b, mbx_id id, bool selective, uint32_t seen,
+              int64_t deadline)
 {
-    if (spin_for_arrival(b, id))
+    if (spin_for_arrival(b, id, seen))
         return 0;
     /* Senders held back for room must not wait on a receiver that waits. */
     if (capacity_of(b) && atomic_load(&b->space_waiters))
@@ -510,11 +541,12 @@ await_arrival(struct mbx__box *b, mbx_id id, bool selective, int64_t deadline)
     if (selective)
         atomic_fetch_add(&b->sel_waiters, 1);
     atomic_fetch_add(&b->waiters, 1);
-    /* A producer pushes before it reads `waiters`, and we count ourselves
-     * in before looking at the stacks, so either it sees us parked and
-     * wakes us, or we see its message here. */
+    /* A producer pushes (and a receiver leaving messages in the inboxes
+     * bumps inbox_gen) before it reads `waiters`, and we count ourselves in
+     * before looking, so either it sees us parked and wakes us, or we see
+     * its message here. */
     int rc = 0;
-    if (stacks_empty(b) && mbx__box_live(b, id))
+    if (!something_new(b, seen) && mbx__box_live(b, id))
         rc = mbx__futex_wait(&b->seq, s, deadline);
     atomic_fetch_sub(&b->waiters, 1);
     if (selective)
@@ -538,14 +570,20 @@ mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
         if (m)
             account_delivery(b, m);
         settle_fd(b);
+        bool left_some = b->uinbox.head || b->inbox.head;
+        uint32_t seen = atomic_load(&b->inbox_gen);
         mbx__lock_drop(&b->cons_lock);
         if (m) {
+            /* Pass the baton: what this receiver took over and left behind
+             * may be all another, parked receiver is waiting for. */
+            if (left_some)
+                wake_parked(b);
             *out = m;
             return 0;
         }
         if (deadline == 0)
             return MBX_EAGAIN;
-        int rc = await_arrival(b, id, kind != NULL, deadline);
+        int rc = await_arrival(b, id, kind != NULL, seen, deadline);
         if (!mbx__box_live(b, id))
             return MBX_ECLOSED;
         /* Messages of other kinds may keep waking a selective receiver:

@@ -74,6 +74,7 @@ struct mbx__box {
      * is what an idle receiver spins on, and rarely used fields. */
     _Alignas(64) _Atomic(struct mbx__node *) top; /* normal stack */
     _Atomic(struct mbx__node *) utop;             /* urgent stack */
+    _Atomic uint32_t inbox_gen;     /* bumped when a batch enters the inboxes */
     _Atomic uint64_t awaiting_corr; /* a caller waits for this reply */
     struct mbx__monitor *monitors;  /* who watches; guarded by lock */
     mbx__lock lock;                 /* guards monitors */

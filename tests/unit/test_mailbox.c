@@ -726,3 +726,40 @@ TEST(fd_created_late_is_readable_for_queued_messages)
     CHECK_EQ(poll(&p, 1, 0), 1);
     mbx_destroy(box);
 }
+
+/* ---- several receivers --------------------------------------------------- */
+
+static void *
+take_one_main(void *p)
+{
+    struct waiter *w = p;
+    mbx_msg *m = NULL;
+    w->rc = mbx_recv(w->box, &m, 10000);
+    mbx_msg_free(m);
+    return NULL;
+}
+
+/* Receivers each taking one message and leaving: whoever takes over a
+ * batch of several must not strand the rest while the others stay parked. */
+TEST(parked_receivers_each_get_one_of_a_batch)
+{
+    enum { R = 3 };
+    for (int round = 0; round < 200; round++) {
+        mbx_id box;
+        mbx_create(&box, NULL);
+        struct waiter w[R];
+        pthread_t th[R];
+        for (int i = 0; i < R; i++) {
+            w[i] = (struct waiter){.box = box, .rc = 1};
+            pthread_create(&th[i], NULL, take_one_main, &w[i]);
+        }
+        wait_parked(box, R, 0);
+        for (int i = 0; i < R; i++)
+            send_kind(box, "", "one", 0);
+        for (int i = 0; i < R; i++) {
+            pthread_join(th[i], NULL);
+            CHECK_EQ(w[i].rc, 0);
+        }
+        mbx_destroy(box);
+    }
+}
