@@ -159,8 +159,9 @@ MBX_API int mbx_create(mbx_id *out, const mbx_opts *opts);
  * mbx_recv, a blocking mbx_send or mbx_call on it returns MBX_ECLOSED, its
  * queued messages are freed (queued call requests make their callers return
  * MBX_ECLOSED), monitors get their "DOWN" message, and later use of the id
- * gives MBX_ENOENT. Returns 0 or MBX_ENOENT. Must not be called by a thread
- * from inside mbx_recv on the same mailbox (there is no such way anyway). */
+ * gives MBX_ENOENT. The eventfd made by mbx_fd is closed: take it out of
+ * event loops first. Any thread may destroy; when several try, one gets 0
+ * and the others MBX_ENOENT. Returns 0 or MBX_ENOENT. */
 MBX_API int mbx_destroy(mbx_id id);
 
 /* Registers `name` for the mailbox. A mailbox may hold several names.
@@ -179,8 +180,11 @@ MBX_API int mbx_unregister(const char *name);
 MBX_API int mbx_whereis(const char *name, mbx_id *out);
 
 /* Sends *m to the mailbox `to`. On success the mailbox owns the message and
- * *m is set to NULL. A full bounded mailbox follows its when_full policy;
- * blocking waits at most timeout_ms. Returns 0; MBX_ENOENT for a dead id;
+ * *m is set to NULL. A full bounded mailbox follows its when_full policy:
+ * blocking waits at most timeout_ms; MBX_FULL_DROP returns 0 and discards
+ * the message. A send to an unbounded mailbox never blocks, though with a
+ * backlog of thousands it now and then yields the CPU to let the receiver
+ * catch up. Returns 0; MBX_ENOENT for a dead id;
  * MBX_EAGAIN (full, timeout 0 or MBX_FULL_FAIL); MBX_ETIMEDOUT (still full
  * after the timeout); MBX_ECLOSED (destroyed while waiting for room);
  * MBX_EINVAL for a NULL message. */
@@ -201,7 +205,7 @@ MBX_API int mbx_recv(mbx_id self, mbx_msg **out, int timeout_ms);
 
 /* Selective receive: takes the first queued message whose kind equals
  * `kind`, waiting for one up to the timeout; the others stay queued in their
- * order. Returns as mbx_recv. */
+ * order. Returns as mbx_recv, and MBX_EINVAL for a NULL kind. */
 MBX_API int mbx_recv_kind(mbx_id self, const char *kind, mbx_msg **out,
                           int timeout_ms);
 
