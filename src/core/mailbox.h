@@ -39,13 +39,16 @@ struct mbx__fifo {
  * when a message does. */
 struct mbx__box {
     /* Line 1: producers' counters, written on every send, read by the
-     * consumer only for statistics and the capacity. */
+     * consumer only for statistics and the capacity; and the monitors,
+     * which callers link and unlink around every call. */
     _Alignas(64) _Atomic uint64_t enq; /* messages accepted */
     _Atomic uint64_t enq_bytes;        /* body bytes accepted */
     _Atomic uint64_t full;             /* sends refused: full */
     _Atomic uint64_t dropped;          /* discarded without delivery */
     _Atomic uint32_t prod_users;       /* producers inside the slot */
+    mbx__lock lock;                    /* guards monitors */
     struct mbx__name *names;           /* guarded by the registry lock */
+    struct mbx__monitor *monitors;     /* who watches; guarded by lock */
 
     /* Line 2: written by the consumer on every receive. */
     _Alignas(64) struct mbx__fifo uinbox; /* urgent messages taken over */
@@ -71,13 +74,12 @@ struct mbx__box {
     _Atomic uint32_t is_task;          /* created by mbx_spawn */
 
     /* Line 4: the hand-over point: the stacks producers push onto, which
-     * is what an idle receiver spins on, and rarely used fields. */
+     * is what an idle receiver spins on. Nothing else written often may
+     * live here: every write would pull the line from the spinner. */
     _Alignas(64) _Atomic(struct mbx__node *) top; /* normal stack */
     _Atomic(struct mbx__node *) utop;             /* urgent stack */
     _Atomic uint32_t inbox_gen;     /* bumped when a batch enters the inboxes */
     _Atomic uint64_t awaiting_corr; /* a caller waits for this reply */
-    struct mbx__monitor *monitors;  /* who watches; guarded by lock */
-    mbx__lock lock;                 /* guards monitors */
 };
 
 _Static_assert(sizeof(struct mbx__box) == 256, "a mailbox slot is 256 bytes");
