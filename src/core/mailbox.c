@@ -1,4 +1,5 @@
 /* Mailboxes: the slot table, the lock-free queues, waiting and waking. */
+#include "core/fork.h"
 #include "core/mailbox.h"
 
 #include <limits.h>
@@ -644,6 +645,7 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     mbx_opts o = opts ? *opts : (mbx_opts){0};
     if (o.when_full < MBX_FULL_BLOCK || o.when_full > MBX_FULL_DROP)
         return MBX_EINVAL;
+    mbx__fork_safety();
     uint32_t idx;
     int rc = slot_take(&idx);
     if (rc < 0)
@@ -772,4 +774,19 @@ mbx_stat(mbx_id id, mbx_stats *out)
     out->capacity = capacity_of(b);
     mbx__box_release(b);
     return 0;
+}
+
+void
+mbx__table_lock_all(void)
+{
+    pthread_mutex_lock(&table_lock);
+}
+
+void
+mbx__table_unlock_all(int in_child)
+{
+    if (in_child)
+        pthread_mutex_init(&table_lock, NULL);
+    else
+        pthread_mutex_unlock(&table_lock);
 }

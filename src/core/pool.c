@@ -1,4 +1,5 @@
 /* The message pool: per-thread magazines over a locked depot of batches. */
+#include "core/fork.h"
 #include "core/pool.h"
 
 #include <pthread.h>
@@ -186,4 +187,22 @@ mbx__pool_put(void *p, uint8_t cls)
     cache.head[c] = b;
     if (++cache.count[c] >= 2 * BATCH)
         spill(c);
+}
+
+void
+mbx__pool_lock_all(void)
+{
+    for (int c = 0; c < CLASSES; c++)
+        pthread_mutex_lock(&depots[c].lock);
+}
+
+void
+mbx__pool_unlock_all(int in_child)
+{
+    for (int c = CLASSES - 1; c >= 0; c--) {
+        if (in_child)
+            pthread_mutex_init(&depots[c].lock, NULL);
+        else
+            pthread_mutex_unlock(&depots[c].lock);
+    }
 }

@@ -3,6 +3,7 @@
  * read-write lock. Each mailbox also links its own names, so destroy
  * removes them without scanning the table.
  */
+#include "core/fork.h"
 #include "core/registry.h"
 
 #include <pthread.h>
@@ -185,4 +186,19 @@ mbx__registry_forget(struct mbx__box *b)
         free(e);
     }
     pthread_rwlock_unlock(&reg_lock);
+}
+
+void
+mbx__registry_lock_all(void)
+{
+    pthread_rwlock_wrlock(&reg_lock);
+}
+
+void
+mbx__registry_unlock_all(int in_child)
+{
+    if (in_child)
+        pthread_rwlock_init(&reg_lock, NULL);
+    else
+        pthread_rwlock_unlock(&reg_lock);
 }

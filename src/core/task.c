@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "core/fork.h"
 #include "core/mailbox.h"
 
 struct task {
@@ -157,4 +158,19 @@ mbx_receive_loop(mbx_id self, mbx_receive_fn handler, void *ctx)
         if (rc != 0)
             return rc;
     }
+}
+
+void
+mbx__tasks_lock_all(void)
+{
+    pthread_mutex_lock(&tasks_lock);
+}
+
+void
+mbx__tasks_unlock_all(int in_child)
+{
+    if (in_child)
+        pthread_mutex_init(&tasks_lock, NULL);
+    else
+        pthread_mutex_unlock(&tasks_lock);
 }

@@ -1,0 +1,33 @@
+/*
+ * Fork safety. A fork copies only the forking thread; a lock that another
+ * thread held at that instant would stay locked in the child forever. So
+ * around every fork the library takes its process-wide locks (the slot
+ * table, the registry, the task table, the pool's depots) and releases them
+ * on both sides. Per-mailbox locks are not covered: in the child, use
+ * mailboxes it creates, or ones only the forking thread was using.
+ *
+ * Each module that owns a process-wide lock provides a function to take it
+ * and one to release it after the fork: in the parent by unlocking, in the
+ * child (where the only thread is not the one that locked it, which an
+ * rwlock would notice) by initialising it afresh. fork.c calls them in one
+ * fixed order.
+ */
+#ifndef MBX_CORE_FORK_H
+#define MBX_CORE_FORK_H
+
+/* Installs the fork handlers, once per process. Called by mbx_create, which
+ * every use of the library reaches before it could hold one of the locks
+ * (a constructor would not do: the linker drops an object file from a
+ * static library when nothing refers to it). */
+void mbx__fork_safety(void);
+
+void mbx__table_lock_all(void); /* mailbox.c */
+void mbx__table_unlock_all(int in_child);
+void mbx__registry_lock_all(void); /* registry.c */
+void mbx__registry_unlock_all(int in_child);
+void mbx__tasks_lock_all(void); /* task.c */
+void mbx__tasks_unlock_all(int in_child);
+void mbx__pool_lock_all(void); /* pool.c */
+void mbx__pool_unlock_all(int in_child);
+
+#endif
