@@ -276,13 +276,30 @@ has_room(struct mbx__box *b)
     return atomic_load(&b->enq) - atomic_load(&b->deq) < capacity_of(b);
 }
 
-/* Reserves one place in a bounded mailbox, applying its full policy. */
+/* Refreshes the senders' view of how far `enq` may grow from the
+ * receiver's delivery count. The view only ever lags (deliveries only add
+ * room), so a stale one costs a refresh, never an overfull mailbox.
+ * Returns the new limit. */
+static uint64_t
+refresh_room_limit(struct mbx__box *b)
+{
+    uint64_t limit = atomic_load(&b->deq) + capacity_of(b);
+    atomic_store_explicit(&b->room_limit, limit, memory_order_relaxed);
+    return limit;
+}
+
+/* Reserves one place in a bounded mailbox, applying its full policy. The
+ * common case touches only the senders' own cache line. */
 static int
 reserve_room(struct mbx__box *b, mbx_id id, int64_t deadline)
 {
     for (;;) {
         uint64_t e = atomic_load(&b->enq);
-        if (e - atomic_load(&b->deq) < capacity_of(b)) {
+        uint64_t limit =
+            atomic_load_explicit(&b->room_limit, memory_order_relaxed);
+        if (e >= limit)
+            limit = refresh_room_limit(b);
+        if (e < limit) {
             if (atomic_compare_exchange_weak(&b->enq, &e, e + 1))
                 return 0;
             continue;
@@ -663,6 +680,7 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     atomic_store(&b->spin_ns, initial_spin_ns());
     atomic_store(&b->spin_misses, 0);
     atomic_store_explicit(&b->capacity, o.capacity, memory_order_relaxed);
+    atomic_store_explicit(&b->room_limit, o.capacity, memory_order_relaxed);
     b->when_full = (uint32_t)o.when_full;
     atomic_store(&b->fd, -1);
     atomic_store(&b->fd_signalled, 0);

@@ -45,6 +45,7 @@ struct mbx__box {
     _Atomic uint64_t enq_bytes;        /* body bytes accepted */
     _Atomic uint64_t full;             /* sends refused: full */
     _Atomic uint64_t dropped;          /* discarded without delivery */
+    _Atomic uint64_t room_limit;       /* bounded: enq may grow up to this */
     _Atomic uint32_t prod_users;       /* producers inside the slot */
     mbx__lock lock;                    /* guards monitors */
     struct mbx__name *names;           /* guarded by the registry lock */

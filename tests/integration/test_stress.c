@@ -42,10 +42,11 @@ producer_main(void *p)
 /* Receives `total` stamped messages from `box` and checks that, per
  * producer, sequence numbers arrive exactly once and in order. */
 static void
-consume_in_order(mbx_id box, int producers, long per_producer)
+consume_in_order(mbx_id box, int producers, long per_producer,
+                 uint64_t capacity)
 {
     uint32_t *next = calloc((size_t)producers, sizeof *next);
-    long bad = 0, total = (long)producers * per_producer;
+    long bad = 0, overfull = 0, total = (long)producers * per_producer;
     for (long i = 0; i < total; i++) {
         mbx_msg *m = NULL;
         int rc = mbx_recv(box, &m, 30000);
@@ -58,8 +59,14 @@ consume_in_order(mbx_id box, int producers, long per_producer)
         else
             next[s->producer]++;
         mbx_msg_free(m);
+        /* A bounded mailbox never holds more than its capacity. */
+        mbx_stats st;
+        if (capacity && i % 256 == 0 && mbx_stat(box, &st) == 0 &&
+            st.queued > capacity)
+            overfull++;
     }
     CHECK_EQ(bad, 0);
+    CHECK_EQ(overfull, 0);
     for (int p = 0; p < producers; p++)
         CHECK_EQ(next[p], per_producer);
     mbx_msg *extra = NULL;
@@ -78,7 +85,7 @@ run_producers(int n, long per_producer, const mbx_opts *opts)
         pr[i] = (struct producer){box, (uint32_t)i, per_producer, 0};
         pthread_create(&th[i], NULL, producer_main, &pr[i]);
     }
-    consume_in_order(box, n, per_producer);
+    consume_in_order(box, n, per_producer, opts ? opts->capacity : 0);
     for (int i = 0; i < n; i++) {
         pthread_join(th[i], NULL);
         CHECK_EQ(pr[i].failures, 0);
