@@ -109,8 +109,9 @@ MBX_API const void *mbx_msg_body(const mbx_msg *m, size_t *len);
  * Valid while the message lives. */
 MBX_API const char *mbx_msg_from(const mbx_msg *m);
 
-/* Sets the reply address, any form mbx_send_to accepts (copied). NULL
- * clears it. Returns 0, MBX_EINVAL if longer than MBX_NAME_MAX, or
+/* Sets the reply address, any form mbx_send_to accepts (copied, not
+ * checked: a bad address shows when someone sends to it). NULL clears it.
+ * Returns 0, MBX_EINVAL if empty or longer than MBX_NAME_MAX, or
  * MBX_ENOMEM. */
 MBX_API int mbx_msg_set_from(mbx_msg *m, const char *address);
 
@@ -167,9 +168,9 @@ MBX_API int mbx_destroy(mbx_id id);
 /* Registers `name` for the mailbox. A mailbox may hold several names.
  * Returns 0; MBX_EEXIST if the name is taken (even by this mailbox);
  * MBX_ENOENT for a dead id; MBX_EINVAL for a bad name (empty, longer than
- * MBX_NAME_MAX, or starting with '@', which is reserved for id addresses);
- * MBX_ENOTSUP for host ("//./x") and network ("//HOST/x") names, which
- * later layers provide. */
+ * MBX_NAME_MAX, starting with '@', which is reserved for id addresses, or a
+ * malformed scoped form such as "//x"); MBX_ENOTSUP for host ("//./x"),
+ * network ("//HOST/x") and "scheme://" names, which later layers provide. */
 MBX_API int mbx_register(mbx_id id, const char *name);
 
 /* Removes a name. Returns 0, MBX_ENOENT if not registered, MBX_EINVAL for a
@@ -230,23 +231,26 @@ MBX_API int mbx_reply(mbx_msg *req, mbx_msg **reply);
 
 /* A file descriptor that is readable while messages are pending, for
  * poll/epoll/libuv/libevent. Level-triggered: after readiness, receive with
- * timeout 0 until MBX_EAGAIN. Created on the first call (later calls return
- * the same fd); it costs nothing until then. Owned by the mailbox: do not
- * close or read it. Returns the fd, MBX_ENOENT, or MBX_ENOMEM. */
+ * timeout 0 until MBX_EAGAIN. Messages set aside by mbx_recv_kind count as
+ * pending. Created on the first call (later calls return the same fd); it
+ * costs nothing until then. Owned by the mailbox: do not close or read it;
+ * mbx_destroy closes it. Returns the fd, MBX_ENOENT, or MBX_ENOMEM (no
+ * memory or no file descriptor left). */
 MBX_API int mbx_fd(mbx_id id);
 
 /* Monitors `target`: when it is destroyed, `watcher` receives a message of
  * kind "DOWN" whose body is the target's id (mbx_msg_down reads it). If the
- * target is already dead, the DOWN message is sent at once. Returns 0,
- * MBX_ENOENT if the watcher is dead, or MBX_ENOMEM. */
+ * target is already dead (or never existed), the DOWN message is sent at
+ * once. Returns 0, MBX_ENOENT if the watcher is dead, or MBX_ENOMEM. */
 MBX_API int mbx_monitor(mbx_id watcher, mbx_id target);
 
 /* Removes one monitor made by mbx_monitor(watcher, target). Returns 0 or
  * MBX_ENOENT when there is no such monitor. */
 MBX_API int mbx_demonitor(mbx_id watcher, mbx_id target);
 
-/* If m is a "DOWN" message, stores the dead mailbox's id in *who and
- * returns 0; otherwise MBX_EINVAL. */
+/* If m has the shape of a "DOWN" message (that kind, an 8-byte body),
+ * stores the dead mailbox's id in *who and returns 0; otherwise MBX_EINVAL.
+ * Do not use the kind "DOWN" for messages of your own. */
 MBX_API int mbx_msg_down(const mbx_msg *m, mbx_id *who);
 
 /* Room for an id address: "@" + 16 hex digits + NUL. */

@@ -43,8 +43,8 @@ mbx__cpu_relax(void)
 /* Number of CPUs this process may run on (at least 1). */
 int mbx__cpu_count(void);
 
-/* A non-blocking, close-on-exec eventfd. Returns the fd or a negative
- * MBX_E* code. */
+/* A non-blocking, close-on-exec eventfd. Returns the fd, or MBX_ENOMEM when
+ * the kernel has no memory or the process no file descriptor left. */
 int mbx__eventfd_open(void);
 
 /* Makes the eventfd readable. */

@@ -75,9 +75,8 @@ int
 mbx__eventfd_open(void)
 {
     int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOMEM ? MBX_ENOMEM : -errno;
-    return fd;
+    /* Out of memory or out of file descriptors: either way, no resource. */
+    return fd < 0 ? MBX_ENOMEM : fd;
 }
 
 void
