@@ -282,7 +282,8 @@ MBX_API int mbx_stat(mbx_id id, mbx_stats *out);
 
 /* Starts a task: a new thread that runs fn(self, arg) with its own mailbox
  * `self`, whose id is stored in *out before the thread starts. When fn
- * returns, the mailbox is destroyed, so later sends get MBX_ENOENT. Returns
+ * returns (or calls pthread_exit), the mailbox is destroyed, so later sends
+ * get MBX_ENOENT. Returns
  * 0, MBX_ENOMEM, or MBX_EAGAIN when no thread could be started. */
 MBX_API int mbx_spawn(mbx_id *out, void (*fn)(mbx_id self, void *arg),
                       void *arg);

@@ -412,6 +412,21 @@ note_batch(struct mbx__box *b)
                  atomic_load_explicit(&b->inbox_gen, memory_order_relaxed) + 1);
 }
 
+/* Moves a whole stack into the inbox f. inbox_gen is bumped *before* the
+ * stack is emptied: a receiver about to park that still finds the stack
+ * empty after that must also find the bump, or it could sleep beside the
+ * messages moved here and left by a selective receive. Consumer lock
+ * held. */
+static bool
+take_over(struct mbx__box *b, struct mbx__fifo *f,
+          _Atomic(struct mbx__node *) *top)
+{
+    if (!atomic_load_explicit(top, memory_order_relaxed))
+        return false;
+    note_batch(b);
+    return fifo_take_over(f, top);
+}
+
 /* Takes the next message in delivery order (urgent ones first, each kind
  * in send order), or the first of `kind` in that order; the messages it
  * passes over stay in the inboxes, in order. Consumer lock held. */
@@ -421,17 +436,12 @@ take(struct mbx__box *b, const char *kind)
     mbx_msg *m;
     if ((m = fifo_take(&b->uinbox, kind)))
         return m;
-    if (fifo_take_over(&b->uinbox, &b->utop)) {
-        note_batch(b);
-        if ((m = fifo_take(&b->uinbox, kind)))
-            return m;
-    }
+    if (take_over(b, &b->uinbox, &b->utop) && (m = fifo_take(&b->uinbox, kind)))
+        return m;
     if ((m = fifo_take(&b->inbox, kind)))
         return m;
-    if (fifo_take_over(&b->inbox, &b->top)) {
-        note_batch(b);
+    if (take_over(b, &b->inbox, &b->top))
         return fifo_take(&b->inbox, kind);
-    }
     return NULL;
 }
 
@@ -606,8 +616,12 @@ mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
             return MBX_ECLOSED;
         /* Messages of other kinds may keep waking a selective receiver:
          * the deadline holds all the same. */
-        if (rc == 0 && deadline != MBX__NEVER && mbx__now_ns() >= deadline)
+        if (rc == 0 && deadline != MBX__NEVER && mbx__now_ns() >= deadline) {
+            /* The wake that ended our wait may have been meant for a
+             * message; we leave without it, so pass it on. */
+            wake_parked(b);
             rc = MBX_ETIMEDOUT;
+        }
         if (rc < 0)
             return rc;
     }
@@ -686,8 +700,9 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     atomic_store(&b->fd_signalled, 0);
     atomic_store(&b->is_task, 0);
     atomic_store(&b->awaiting_corr, 0);
-    b->monitors = NULL;
-    b->names = NULL;
+    /* monitors and names are empty: destroy emptied them (or the memory is
+     * fresh); they are not written here, as a stale demonitor may read the
+     * list under the slot lock at this very moment. */
     /* Publishing the odd generation makes the mailbox live. */
     uint32_t gen = atomic_load(&b->gen) + 1;
     atomic_store(&b->gen, gen);
@@ -800,11 +815,26 @@ mbx__table_lock_all(void)
     pthread_mutex_lock(&table_lock);
 }
 
+/* In a child after fork: an eventfd made by mbx_fd is shared with the
+ * parent, and a receive here would drain the parent's readiness. Close the
+ * child's copies; mbx_fd makes a fresh one on demand. */
+static void
+forget_inherited_fds(void)
+{
+    for (uint32_t i = 0; i < slots_used; i++) {
+        struct mbx__box *b = slot_at(i);
+        mbx__fd_close(atomic_exchange(&b->fd, -1));
+        atomic_store(&b->fd_signalled, 0);
+    }
+}
+
 void
 mbx__table_unlock_all(int in_child)
 {
-    if (in_child)
+    if (in_child) {
+        forget_inherited_fds();
         pthread_mutex_init(&table_lock, NULL);
-    else
+    } else {
         pthread_mutex_unlock(&table_lock);
+    }
 }

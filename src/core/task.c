@@ -43,12 +43,12 @@ task_unlink(struct task *t)
     *p = t->next;
 }
 
-static void *
-task_main(void *p)
+/* Ends a task: its mailbox goes, its joiners wake. Runs when the function
+ * returns, and also if it calls pthread_exit. */
+static void
+task_finish(void *p)
 {
     struct task *t = p;
-    current_task = t->id;
-    t->fn(t->id, t->arg);
     mbx_destroy(t->id); /* MBX_ENOENT if someone destroyed it already */
     pthread_mutex_lock(&tasks_lock);
     task_unlink(t);
@@ -56,6 +56,16 @@ task_main(void *p)
     mbx__futex_wake(&t->done, INT_MAX);
     task_unref(t);
     pthread_mutex_unlock(&tasks_lock);
+}
+
+static void *
+task_main(void *p)
+{
+    struct task *t = p;
+    current_task = t->id;
+    pthread_cleanup_push(task_finish, t);
+    t->fn(t->id, t->arg);
+    pthread_cleanup_pop(1);
     return NULL;
 }
 
@@ -106,8 +116,12 @@ join_finished(mbx_id id)
     if (!mbx__id_existed(id))
         return MBX_ENOENT;
     if (mbx__box_acquire(id, &b) == 0) {
+        /* A live task mailbox without a record is a task inherited over
+         * fork, whose thread is not in this process: it has ended here. */
+        int is_task = atomic_load(&b->is_task);
         mbx__box_release(b);
-        return MBX_EINVAL; /* a live mailbox that is not a task */
+        if (!is_task)
+            return MBX_EINVAL; /* a live mailbox that is not a task */
     }
     return 0;
 }
@@ -166,11 +180,31 @@ mbx__tasks_lock_all(void)
     pthread_mutex_lock(&tasks_lock);
 }
 
+/* In a child after fork, the parent's tasks have no thread: they count as
+ * ended, so joining one returns at once instead of never. Their mailboxes
+ * stay until someone destroys them. */
+static void
+forget_inherited_tasks(void)
+{
+    struct task **p = &tasks, *t;
+    while ((t = *p)) {
+        if (t->id == current_task) { /* fork was called by this task */
+            p = &t->next;
+            continue;
+        }
+        *p = t->next;
+        atomic_store(&t->done, 1);
+        task_unref(t); /* the reference of the thread that is not here */
+    }
+}
+
 void
 mbx__tasks_unlock_all(int in_child)
 {
-    if (in_child)
+    if (in_child) {
+        forget_inherited_tasks();
         pthread_mutex_init(&tasks_lock, NULL);
-    else
+    } else {
         pthread_mutex_unlock(&tasks_lock);
+    }
 }

@@ -1,5 +1,6 @@
 /* Fork safety: a child forked while other threads are inside the library
  * (creating, naming, sending, freeing, spawning) can use mbx at once. */
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -105,4 +106,54 @@ TEST(fork_while_other_threads_use_the_library)
     for (int i = 0; i < THREADS; i++)
         pthread_join(th[i], NULL);
     CHECK_EQ(bad, 0);
+}
+
+static void
+wait_for_stop(mbx_id self, void *arg)
+{
+    (void)arg;
+    mbx_msg *m = NULL;
+    mbx_recv(self, &m, -1);
+    mbx_msg_free(m);
+}
+
+/* What the child inherits from other threads: a task with no thread (it
+ * counts as ended there) and eventfds shared with the parent (the child
+ * drops its copies, so a receive there cannot drain the parent's). */
+TEST(child_does_not_share_fds_or_wait_on_parent_tasks)
+{
+    mbx_id box, task;
+    REQUIRE_EQ(mbx_create(&box, NULL), 0);
+    int fd = mbx_fd(box);
+    REQUIRE(fd >= 0);
+    REQUIRE_EQ(mbx_spawn(&task, wait_for_stop, NULL), 0);
+    /* A message pending before the fork: the parent's fd is readable. */
+    mbx_msg *m = mbx_msg_new("", "p", 1);
+    REQUIRE_EQ(mbx_send(box, &m, 0), 0);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    REQUIRE_EQ(poll(&p, 1, 0), 1);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        if (mbx_join(task, 1000) != 0)
+            _exit(3); /* would wait for a thread that is not here */
+        /* Receiving the child's copy of the message must not drain the
+         * parent's readiness. */
+        if (mbx_recv(box, &m, 0) != 0)
+            _exit(4);
+        mbx_msg_free(m);
+        _exit(mbx_fd(box) >= 0 ? 0 : 5);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The parent's message is still pending, and its fd still says so. */
+    CHECK_EQ(poll(&p, 1, 1000), 1);
+    CHECK_EQ(mbx_recv(box, &m, 0), 0);
+    mbx_msg_free(m);
+    m = mbx_msg_new("", NULL, 0);
+    REQUIRE_EQ(mbx_send(task, &m, 0), 0);
+    CHECK_EQ(mbx_join(task, 10000), 0);
+    mbx_destroy(box);
 }

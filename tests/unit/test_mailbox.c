@@ -763,3 +763,62 @@ TEST(parked_receivers_each_get_one_of_a_batch)
         mbx_destroy(box);
     }
 }
+
+struct plain_counter {
+    mbx_id box;
+    _Atomic long got;
+};
+
+static void *
+count_plain_main(void *p)
+{
+    struct plain_counter *c = p;
+    mbx_msg *m;
+    while (mbx_recv(c->box, &m, -1) == 0) {
+        mbx_msg_free(m);
+        atomic_fetch_add(&c->got, 1);
+    }
+    return NULL;
+}
+
+static _Atomic int polling = 1;
+
+static void *
+poll_kind_main(void *p)
+{
+    mbx_id box = *(mbx_id *)p;
+    while (atomic_load(&polling)) {
+        mbx_msg *m;
+        if (mbx_recv_kind(box, "never", &m, 0) == 0)
+            mbx_msg_free(m);
+    }
+    return NULL;
+}
+
+/* A selective receiver that takes a batch over and finds nothing of its
+ * kind must not leave a plain receiver asleep beside those messages. */
+TEST(selective_poller_never_strands_a_plain_receiver)
+{
+    struct plain_counter c = {0, 0};
+    mbx_create(&c.box, NULL);
+    pthread_t sel, plain;
+    pthread_create(&sel, NULL, poll_kind_main, &c.box);
+    pthread_create(&plain, NULL, count_plain_main, &c);
+    long n = th_scaled(30000), stranded = 0;
+    for (long i = 0; i < n && !stranded; i++) {
+        send_kind(c.box, "x", "", 0);
+        int64_t t0 = th_now_ms();
+        while (atomic_load(&c.got) != i + 1) {
+            if (th_now_ms() - t0 > 5000) {
+                stranded = i + 1; /* queued, and nobody woke up for it */
+                break;
+            }
+            sched_yield();
+        }
+    }
+    CHECK_EQ(stranded, 0);
+    atomic_store(&polling, 0);
+    pthread_join(sel, NULL);
+    mbx_destroy(c.box);
+    pthread_join(plain, NULL);
+}

@@ -1,4 +1,5 @@
 /* Tasks: spawn, join, the receive loop, and the task mailbox's end. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -123,4 +124,22 @@ TEST(many_tasks)
     for (int i = 0; i < N; i++)
         CHECK_EQ(mbx_join(ids[i], 10000), 0);
     CHECK_EQ(atomic_load(&ran), N);
+}
+
+static void
+exits_early(mbx_id self, void *arg)
+{
+    (void)self;
+    (void)arg;
+    pthread_exit(NULL);
+}
+
+TEST(task_calling_pthread_exit_still_ends_properly)
+{
+    mbx_id t;
+    REQUIRE_EQ(mbx_spawn(&t, exits_early, NULL), 0);
+    CHECK_EQ(mbx_join(t, 10000), 0);
+    mbx_msg *m = mbx_msg_new("", NULL, 0);
+    CHECK_EQ(mbx_send(t, &m, 0), MBX_ENOENT);
+    mbx_msg_free(m);
 }
