@@ -92,8 +92,10 @@ MBX_API mbx_msg *mbx_msg_new(const char *kind, const void *body, size_t len);
 
 /* New message that takes `body` without copying it. When the message is
  * freed, free_body(body) is called (free_body may be NULL if the body needs
- * no freeing). Returns NULL as mbx_msg_new; on NULL the body still belongs to
- * the caller. */
+ * no freeing). free_body may run in any thread and inside the library (a
+ * destroy freeing queued messages, a send dropping one): it must only free
+ * memory, not call mbx functions. Returns NULL as mbx_msg_new; on NULL the
+ * body still belongs to the caller. */
 MBX_API mbx_msg *mbx_msg_wrap(const char *kind, void *body, size_t len,
                               void (*free_body)(void *));
 
