@@ -43,28 +43,7 @@ mbx_calls(struct trial *t, int64_t start)
     }
     /* A plain message (not a call) tells the callee to stop. */
     mbx_msg *end = bench_msg(BENCH_END);
-    int rc = mbx_send(t->callee, &end, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_send", rc);
-    return n;
-}
-
-static uint64_t
-zmq_calls(struct trial *t, int64_t start)
-{
-    unsigned char buf[BENCH_MSG_SIZE];
-    uint64_t n = 0;
-    for (;; n++) {
-        if ((n & 63) == 0 && bench_now_ns() - start >= t->trial_ns)
-            break;
-        bench_fill(buf, n);
-        bench_check_zmq(zmq_send(t->req, buf, sizeof buf, 0), "zmq_send");
-        bench_check_zmq(zmq_recv(t->req, buf, sizeof buf, 0), "zmq_recv");
-        if (bench_seq_of(buf) != n)
-            bench_fail_count("reply number", n, bench_seq_of(buf));
-    }
-    bench_fill(buf, BENCH_END);
-    bench_check_zmq(zmq_send(t->req, buf, sizeof buf, 0), "zmq_send");
+    bench_send(t->callee, &end);
     return n;
 }
 
@@ -75,7 +54,10 @@ caller(void *arg)
     bench_pin(0);
     pthread_barrier_wait(&t->go);
     int64_t start = bench_now_ns();
-    t->calls = t->impl == MBX ? mbx_calls(t, start) : zmq_calls(t, start);
+    t->calls =
+        t->impl == MBX
+            ? mbx_calls(t, start)
+            : bench_zmq_round_trips(t->req, start, t->trial_ns, "reply number");
     t->elapsed_ns = (double)(bench_now_ns() - start);
     return NULL;
 }
@@ -84,16 +66,14 @@ static void
 mbx_serve(struct trial *t)
 {
     for (;;) {
-        mbx_msg *req;
-        int rc = mbx_recv(t->callee, &req, -1);
-        if (rc < 0)
-            bench_fail_mbx("mbx_recv", rc);
+        mbx_msg *req = bench_recv(t->callee);
         if (!mbx_msg_is_call(req)) {
             mbx_msg_free(req);
             return;
         }
         mbx_msg *reply = bench_msg(bench_seq_of(mbx_msg_body(req, NULL)));
-        if ((rc = mbx_reply(req, &reply)) < 0)
+        int rc = mbx_reply(req, &reply);
+        if (rc < 0)
             bench_fail_mbx("mbx_reply", rc);
         mbx_msg_free(req);
     }

@@ -264,6 +264,53 @@ bench_msg(uint64_t seq)
     return m;
 }
 
+void
+bench_send(mbx_id to, mbx_msg **m)
+{
+    int rc = mbx_send(to, m, -1);
+    if (rc < 0)
+        bench_fail_mbx("mbx_send", rc);
+}
+
+mbx_msg *
+bench_recv(mbx_id self)
+{
+    mbx_msg *m;
+    int rc = mbx_recv(self, &m, -1);
+    if (rc < 0)
+        bench_fail_mbx("mbx_recv", rc);
+    return m;
+}
+
+uint64_t
+bench_recv_seq(mbx_id self)
+{
+    mbx_msg *m = bench_recv(self);
+    uint64_t seq = bench_seq_of(mbx_msg_body(m, NULL));
+    mbx_msg_free(m);
+    return seq;
+}
+
+uint64_t
+bench_zmq_round_trips(void *sock, int64_t start, int64_t trial_ns,
+                      const char *what)
+{
+    unsigned char buf[BENCH_MSG_SIZE];
+    uint64_t n = 0;
+    for (;; n++) {
+        if ((n & 63) == 0 && bench_now_ns() - start >= trial_ns)
+            break;
+        bench_fill(buf, n);
+        bench_check_zmq(zmq_send(sock, buf, sizeof buf, 0), "zmq_send");
+        bench_check_zmq(zmq_recv(sock, buf, sizeof buf, 0), "zmq_recv");
+        if (bench_seq_of(buf) != n)
+            bench_fail_count(what, n, bench_seq_of(buf));
+    }
+    bench_fill(buf, BENCH_END);
+    bench_check_zmq(zmq_send(sock, buf, sizeof buf, 0), "zmq_send");
+    return n;
+}
+
 /* ---- output ------------------------------------------------------------- */
 
 char *

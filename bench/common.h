@@ -98,6 +98,22 @@ uint64_t bench_seq_of(const void *body);
 /* Writes `seq` at the start of a 64-byte buffer whose rest is filler. */
 void bench_fill(unsigned char *buf, uint64_t seq);
 
+/* mbx_send with no timeout; exits with status 2 on any error. */
+void bench_send(mbx_id to, mbx_msg **m);
+
+/* mbx_recv with no timeout; exits with status 2 on any error. */
+mbx_msg *bench_recv(mbx_id self);
+
+/* Receives one message made by bench_msg, frees it, returns its number. */
+uint64_t bench_recv_seq(mbx_id self);
+
+/* ZeroMQ round trips on a REQ or PAIR socket whose peer echoes each 64-byte
+ * message: numbered sends and receives from `start` until trial_ns have
+ * passed, each echo checked (a wrong number exits, naming `what`); then an
+ * end marker. Returns the number of round trips. */
+uint64_t bench_zmq_round_trips(void *sock, int64_t start, int64_t trial_ns,
+                               const char *what);
+
 /* Formatting into buf (at least 32 bytes): a rate ("12.3 M/s"), a
  * duration ("182 ns", "21.4 us", "1.25 ms"), a byte count ("256 B",
  * "244 MiB") and a factor ("3.21x"). Each returns buf. */

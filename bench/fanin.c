@@ -52,18 +52,14 @@ mbx_produce(struct producer *p, int64_t start)
         if ((n & 255) == 0 && bench_now_ns() - start >= t->trial_ns)
             break;
         mbx_msg *m = bench_msg(tag | n);
-        int rc = mbx_send(t->box, &m, -1);
-        if (rc < 0)
-            bench_fail_mbx("mbx_send", rc);
+        bench_send(t->box, &m);
     }
     p->sent = n;
     mbx_stats st;
     if (atomic_fetch_sub(&t->running, 1) == 1 && mbx_stat(t->box, &st) == 0)
         t->backlog = st.queued;
     mbx_msg *end = bench_msg(BENCH_END);
-    int rc = mbx_send(t->box, &end, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_send", rc);
+    bench_send(t->box, &end);
 }
 
 static void
@@ -104,13 +100,7 @@ receive_one(struct trial *t)
         bench_check_zmq(zmq_recv(t->pull, buf, sizeof buf, 0), "zmq_recv");
         return bench_seq_of(buf);
     }
-    mbx_msg *m;
-    int rc = mbx_recv(t->box, &m, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_recv", rc);
-    uint64_t seq = bench_seq_of(mbx_msg_body(m, NULL));
-    mbx_msg_free(m);
-    return seq;
+    return bench_recv_seq(t->box);
 }
 
 static void *

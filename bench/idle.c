@@ -41,13 +41,7 @@ receive_stamp(struct receiver *r)
         bench_check_zmq(zmq_recv(r->rx, buf, sizeof buf, 0), "zmq_recv");
         return bench_seq_of(buf);
     }
-    mbx_msg *m;
-    int rc = mbx_recv(r->box, &m, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_recv", rc);
-    uint64_t stamp = bench_seq_of(mbx_msg_body(m, NULL));
-    mbx_msg_free(m);
-    return stamp;
+    return bench_recv_seq(r->box);
 }
 
 static void *
@@ -75,9 +69,7 @@ send_stamp(struct receiver *r)
         return;
     }
     mbx_msg *m = bench_msg(stamp);
-    int rc = mbx_send(r->box, &m, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_send", rc);
+    bench_send(r->box, &m);
 }
 
 /* Starts both receivers and sends each `samples` stamped messages: after

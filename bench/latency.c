@@ -26,24 +26,6 @@ struct trial {
     double elapsed_ns;
 };
 
-static void
-mbx_send_or_die(mbx_id to, mbx_msg **m)
-{
-    int rc = mbx_send(to, m, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_send", rc);
-}
-
-static mbx_msg *
-mbx_recv_or_die(mbx_id self)
-{
-    mbx_msg *m;
-    int rc = mbx_recv(self, &m, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_recv", rc);
-    return m;
-}
-
 static uint64_t
 mbx_pings(struct trial *t, int64_t start)
 {
@@ -52,34 +34,15 @@ mbx_pings(struct trial *t, int64_t start)
         if ((n & 63) == 0 && bench_now_ns() - start >= t->trial_ns)
             break;
         mbx_msg *m = bench_msg(n);
-        mbx_send_or_die(t->pong, &m);
-        m = mbx_recv_or_die(t->ping);
+        bench_send(t->pong, &m);
+        m = bench_recv(t->ping);
         uint64_t seq = bench_seq_of(mbx_msg_body(m, NULL));
         if (seq != n)
             bench_fail_count("pong number", n, seq);
         mbx_msg_free(m);
     }
     mbx_msg *end = bench_msg(BENCH_END);
-    mbx_send_or_die(t->pong, &end);
-    return n;
-}
-
-static uint64_t
-zmq_pings(struct trial *t, int64_t start)
-{
-    unsigned char buf[BENCH_MSG_SIZE];
-    uint64_t n = 0;
-    for (;; n++) {
-        if ((n & 63) == 0 && bench_now_ns() - start >= t->trial_ns)
-            break;
-        bench_fill(buf, n);
-        bench_check_zmq(zmq_send(t->a, buf, sizeof buf, 0), "zmq_send");
-        bench_check_zmq(zmq_recv(t->a, buf, sizeof buf, 0), "zmq_recv");
-        if (bench_seq_of(buf) != n)
-            bench_fail_count("pong number", n, bench_seq_of(buf));
-    }
-    bench_fill(buf, BENCH_END);
-    bench_check_zmq(zmq_send(t->a, buf, sizeof buf, 0), "zmq_send");
+    bench_send(t->pong, &end);
     return n;
 }
 
@@ -90,7 +53,10 @@ pinger(void *arg)
     bench_pin(0);
     pthread_barrier_wait(&t->go);
     int64_t start = bench_now_ns();
-    t->round_trips = t->impl == MBX ? mbx_pings(t, start) : zmq_pings(t, start);
+    t->round_trips =
+        t->impl == MBX
+            ? mbx_pings(t, start)
+            : bench_zmq_round_trips(t->a, start, t->trial_ns, "pong number");
     t->elapsed_ns = (double)(bench_now_ns() - start);
     return NULL;
 }
@@ -103,12 +69,12 @@ ponger(void *arg)
     pthread_barrier_wait(&t->go);
     if (t->impl == MBX) {
         for (;;) {
-            mbx_msg *m = mbx_recv_or_die(t->pong);
+            mbx_msg *m = bench_recv(t->pong);
             if (bench_seq_of(mbx_msg_body(m, NULL)) == BENCH_END) {
                 mbx_msg_free(m);
                 return NULL;
             }
-            mbx_send_or_die(t->ping, &m);
+            bench_send(t->ping, &m);
         }
     }
     unsigned char buf[BENCH_MSG_SIZE];

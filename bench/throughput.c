@@ -40,18 +40,14 @@ mbx_produce(struct trial *t)
         if ((seq & 255) == 0 && bench_now_ns() - t->start >= t->trial_ns)
             break;
         mbx_msg *m = bench_msg(seq);
-        int rc = mbx_send(t->box, &m, -1);
-        if (rc < 0)
-            bench_fail_mbx("mbx_send", rc);
+        bench_send(t->box, &m);
     }
     mbx_stats st;
     if (mbx_stat(t->box, &st) == 0)
         t->backlog = st.queued;
     t->sent = seq;
     mbx_msg *end = bench_msg(BENCH_END);
-    int rc = mbx_send(t->box, &end, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_send", rc);
+    bench_send(t->box, &end);
 }
 
 static void
@@ -96,13 +92,7 @@ receive_one(struct trial *t)
             bench_fail_count("zmq message size", BENCH_MSG_SIZE, (uint64_t)n);
         return bench_seq_of(buf);
     }
-    mbx_msg *m;
-    int rc = mbx_recv(t->box, &m, -1);
-    if (rc < 0)
-        bench_fail_mbx("mbx_recv", rc);
-    uint64_t seq = bench_seq_of(mbx_msg_body(m, NULL));
-    mbx_msg_free(m);
-    return seq;
+    return bench_recv_seq(t->box);
 }
 
 static void *

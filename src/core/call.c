@@ -135,18 +135,18 @@ mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms)
     rb = mbx__box_slot(rid);
     int64_t deadline = mbx__deadline(timeout_ms);
     uint64_t corr = ++last_corr;
-    struct mbx__monitor guard = {.watcher = rid, .corr = corr};
-    if ((rc = mbx__monitor_link(to, &guard)) < 0)
+    /* One pin on the callee covers linking the guard and the send. */
+    if ((rc = mbx__box_acquire(to, &tb)) < 0)
         return rc;
+    struct mbx__monitor guard = {.watcher = rid, .corr = corr};
+    mbx__monitor_link_pinned(tb, to, &guard);
     mbx_msg *m = *req;
     m->role = MBX__CALL;
     m->corr = corr;
     m->reply_to = rid;
     atomic_store(&rb->awaiting_corr, corr);
-    if ((rc = mbx__box_acquire(to, &tb)) == 0) {
-        rc = mbx__box_push(tb, to, m, deadline, false);
-        mbx__box_release(tb);
-    }
+    rc = mbx__box_push(tb, to, m, deadline, false);
+    mbx__box_release(tb);
     if (rc < 0) {
         m->role = MBX__PLAIN;
         m->corr = 0;

@@ -187,14 +187,11 @@ stack_push(_Atomic(struct mbx__node *) *top, struct mbx__node *n)
     } while (!atomic_compare_exchange_weak(top, &old, n));
 }
 
-/* Takes the whole stack at once and appends it to f in push order. Returns
- * false when the stack was empty. Consumer lock held. */
-static bool
-fifo_take_over(struct mbx__fifo *f, _Atomic(struct mbx__node *) *top)
+/* Appends a list taken off a stack (newest first) to f in push order.
+ * Consumer lock held. */
+static void
+fifo_append_reversed(struct mbx__fifo *f, struct mbx__node *n)
 {
-    if (!atomic_load_explicit(top, memory_order_relaxed))
-        return false;
-    struct mbx__node *n = atomic_exchange(top, NULL);
     struct mbx__node *first = NULL, *last = n;
     /* The stack is newest first: reverse it. */
     while (n) {
@@ -209,7 +206,6 @@ fifo_take_over(struct mbx__fifo *f, _Atomic(struct mbx__node *) *top)
     else
         f->head = first;
     f->tail = last;
-    return true;
 }
 
 /* Unlinks and returns the first message of `kind` (any kind if NULL). */
@@ -424,7 +420,11 @@ take_over(struct mbx__box *b, struct mbx__fifo *f,
     if (!atomic_load_explicit(top, memory_order_relaxed))
         return false;
     note_batch(b);
-    return fifo_take_over(f, top);
+    struct mbx__node *n = atomic_exchange(top, NULL);
+    if (!n)
+        return false; /* another receiver was first */
+    fifo_append_reversed(f, n);
+    return true;
 }
 
 /* Takes the next message in delivery order (urgent ones first, each kind

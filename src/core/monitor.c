@@ -3,15 +3,10 @@
 
 #include <stdlib.h>
 
-int
-mbx__monitor_link(mbx_id target, struct mbx__monitor *e)
+void
+mbx__monitor_link_pinned(struct mbx__box *b, mbx_id target,
+                         struct mbx__monitor *e)
 {
-    struct mbx__box *b;
-    /* Pinned, the target cannot reach mbx__monitors_fire before e is
-     * linked, so e is always fired or unlinked, never forgotten. */
-    int rc = mbx__box_acquire(target, &b);
-    if (rc < 0)
-        return rc;
     e->target = target;
     mbx__lock_take(&b->lock);
     e->prev = NULL;
@@ -21,6 +16,18 @@ mbx__monitor_link(mbx_id target, struct mbx__monitor *e)
     b->monitors = e;
     e->linked = 1;
     mbx__lock_drop(&b->lock);
+}
+
+int
+mbx__monitor_link(mbx_id target, struct mbx__monitor *e)
+{
+    struct mbx__box *b;
+    /* Pinned, the target cannot reach mbx__monitors_fire before e is
+     * linked, so e is always fired or unlinked, never forgotten. */
+    int rc = mbx__box_acquire(target, &b);
+    if (rc < 0)
+        return rc;
+    mbx__monitor_link_pinned(b, target, e);
     mbx__box_release(b);
     return 0;
 }

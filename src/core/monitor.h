@@ -20,6 +20,11 @@ struct mbx__monitor {
  * target is already dead (e is then not linked). */
 int mbx__monitor_link(mbx_id target, struct mbx__monitor *e);
 
+/* The same for a target slot b that the caller has already pinned with
+ * mbx__box_acquire (so it cannot be destroyed before e is linked). */
+void mbx__monitor_link_pinned(struct mbx__box *b, mbx_id target,
+                              struct mbx__monitor *e);
+
 /* Unlinks e if it is still linked (destroy may have fired it already). */
 void mbx__monitor_unlink(struct mbx__monitor *e);
 

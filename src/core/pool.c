@@ -13,12 +13,6 @@
 #endif
 #endif
 
-#ifdef POOL_DISABLED
-#define POOL_ENABLED_GUARD(c) ((void)(c), -1)
-#else
-#define POOL_ENABLED_GUARD(c) (c)
-#endif
-
 #define CLASSES 8 /* 64, 128, ... 512 bytes */
 #define BATCH 64  /* blocks moved between a cache and the depot at once */
 #define DEPOT_MAX                                                              \
@@ -143,18 +137,25 @@ refill(int c)
     return 1;
 }
 
+/* The size class serving `size`, or -1 for plain malloc (too large, or
+ * the pool is compiled out for the sanitizers). */
 static int
 class_of(size_t size)
 {
+#ifdef POOL_DISABLED
+    (void)size;
+    return -1;
+#else
     if (size == 0 || size > MBX__POOL_MAX)
         return -1;
     return (int)((size + 63) / 64) - 1;
+#endif
 }
 
 void *
 mbx__pool_get(size_t size, uint8_t *cls)
 {
-    int c = POOL_ENABLED_GUARD(class_of(size));
+    int c = class_of(size);
     if (c < 0) {
         *cls = 0;
         return malloc(size);

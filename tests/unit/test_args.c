@@ -648,8 +648,10 @@ TEST(type_mismatch_is_etype)
     CHECK_EQ(mbx_args_kw_bytes(a, "d", &p, NULL), MBX_ETYPE);
     CHECK_EQ(mbx_args_kw_array(a, "d", &sub), MBX_ETYPE);
     CHECK_EQ(mbx_args_kw_map(a, "b", &sub), MBX_ETYPE);
-    /* An int is not a double, nor the reverse: no silent conversion. */
-    CHECK_EQ(mbx_args_kw_int(a, "d", &i), MBX_ETYPE);
+    /* An int is not a double, nor the reverse (get_double on the int at 1
+     * above): no silent conversion, by keyword either. */
+    REQUIRE_EQ(mbx_args_set_int(a, "n", 2), 0);
+    CHECK_EQ(mbx_args_kw_double(a, "n", &d), MBX_ETYPE);
     mbx_args_free(a);
 }
 
