@@ -171,8 +171,10 @@ MBX_API int mbx_destroy(mbx_id id);
  * Returns 0; MBX_EEXIST if the name is taken (even by this mailbox);
  * MBX_ENOENT for a dead id; MBX_EINVAL for a bad name (empty, longer than
  * MBX_NAME_MAX, starting with '@', which is reserved for id addresses, or a
- * malformed scoped form such as "//x"); MBX_ENOTSUP for host ("//./x"),
- * network ("//HOST/x") and "scheme://" names, which later layers provide. */
+ * malformed scoped form such as "//x"); MBX_ENOTSUP for network
+ * ("//HOST/x") and "scheme://" names, which later layers provide.
+ * A host name ("//./x" or "\\.\mailslot\x") makes the mailbox a host
+ * mailslot: see mbx_register_host, which this calls with default options. */
 MBX_API int mbx_register(mbx_id id, const char *name);
 
 /* Removes a name. Returns 0, MBX_ENOENT if not registered, MBX_EINVAL for a
@@ -193,10 +195,14 @@ MBX_API int mbx_whereis(const char *name, mbx_id *out);
  * MBX_EINVAL for a NULL message. */
 MBX_API int mbx_send(mbx_id to, mbx_msg **m, int timeout_ms);
 
-/* Sends to an address: a registered name ("worker"), or an id address
- * ("@" followed by 16 hex digits, as written by mbx_id_format). Host and
- * network addresses ("//./x", "\\.\mailslot\x", "//host/x") give
- * MBX_ENOTSUP until those layers exist. Otherwise as mbx_send. */
+/* Sends to an address: a registered name ("worker"), an id address
+ * ("@" followed by 16 hex digits, as written by mbx_id_format), or a host
+ * mailslot ("//./x" or "\\.\mailslot\x") in any process of this host.
+ * Network addresses ("//host/x", "//STAR/x" with STAR = "*") give
+ * MBX_ENOTSUP until that layer exists. Otherwise as mbx_send; for a host
+ * mailslot the reader's ring is the bound: when it is full the send waits
+ * up to timeout_ms (MBX_EAGAIN at once for 0, MBX_ETIMEDOUT later), and a
+ * mailslot whose reader is gone gives MBX_ENOENT. */
 MBX_API int mbx_send_to(const char *address, mbx_msg **m, int timeout_ms);
 
 /* Receives the next message: urgent messages first, then in send order.
@@ -432,6 +438,156 @@ MBX_API mbx_msg *mbx_msg_new_args(const char *kind, const mbx_args *a);
 /* Decodes the message's body as args (*out freed with mbx_args_free).
  * Returns as mbx_args_decode; an empty body decodes as empty args. */
 MBX_API int mbx_msg_args(const mbx_msg *m, mbx_args **out);
+
+/* ------------------------------------------------------------------------ */
+/* Host mailslots: a mailbox reachable from every process of this host       */
+/* ------------------------------------------------------------------------ */
+
+/* A mailbox registered under a host name ("//./NAME", also written
+ * "\\.\mailslot\NAME") owns a ring of messages in a shared mapping under
+ * the runtime directory: $MBX_RUNTIME_DIR if set, else $XDG_RUNTIME_DIR/mbx,
+ * else /tmp/mbx-UID (created with mode 0700; a /tmp/mbx-UID owned by
+ * someone else is refused). Other processes of the same user copy messages
+ * straight into the ring with mbx_send_to, mbx_call_to or mbx_slot_put, and
+ * the owner receives them with mbx_recv like any other message, together
+ * with what its own threads send. Kind, body, flags, the reply address
+ * (mbx_msg_from) and call/reply all cross the process boundary. */
+
+/* Default size of a host ring in bytes (1 MiB). */
+#define MBX_RING_DEFAULT (1u << 20)
+
+/* Smallest and largest host ring, in bytes. */
+#define MBX_RING_MIN (4u << 10)
+#define MBX_RING_MAX (1u << 30)
+
+/* Options of a host mailslot. NULL or all zero: defaults. */
+typedef struct mbx_host_opts {
+    size_t ring_size; /* bytes, rounded up to a power of two within
+                       * [MBX_RING_MIN, MBX_RING_MAX]; 0 = MBX_RING_DEFAULT.
+                       * One message (kind, reply address and body plus 32
+                       * bytes) may take at most half of it. */
+    unsigned mode;    /* file permissions of the ring: 0 = 0600 (only this
+                       * user); 0660 also admits the owner's group, and then
+                       * makes the runtime directory group-searchable. Only
+                       * 0600 and 0660 are accepted. */
+} mbx_host_opts;
+
+/* Registers a host name for the mailbox: from now on any process of this
+ * host may send to it. A mailbox holds at most one host name in its life
+ * (it may hold local names beside it). The name stays taken while this
+ * process lives and the mailbox is not destroyed or the name unregistered;
+ * the name of a reader that died, even by SIGKILL, is taken over by the
+ * next one, with an empty ring. Messages queued in the ring when the name
+ * is unregistered stay in the mailbox. Returns 0; MBX_EEXIST if a live
+ * process (this one included) reads that name; MBX_ENOTSUP if the mailbox
+ * already had a host name; MBX_ENOENT for a dead id; MBX_EINVAL for a name
+ * that is not a valid host name or bad options; MBX_EPERM if the runtime
+ * directory cannot be used safely; MBX_ENOMEM, or another negative errno
+ * from the file system (e.g. -ENOSPC). */
+MBX_API int mbx_register_host(mbx_id id, const char *name,
+                              const mbx_host_opts *opts);
+
+/* A handle on one host mailslot with winsys's Queue-like interface. Its
+ * first use fixes its role: mbx_slot_put makes it a writer, mbx_slot_get,
+ * mbx_slot_get_nowait, mbx_slot_next and mbx_slot_fd make it the reader
+ * (which creates a mailbox and registers the name, as mbx_register_host).
+ * The other use then returns MBX_EPERM. A handle is used by one thread at a
+ * time. */
+typedef struct mbx_slot mbx_slot;
+
+/* Options of a slot. NULL or all zero: defaults. */
+typedef struct mbx_slot_opts {
+    size_t message_size; /* largest body a put accepts; 0 = the ring's limit */
+    int timeout_ms;      /* the wait of mbx_slot_get(.., -1) and of a put
+                          * into a full ring; 0 = wait forever */
+    size_t ring_size;    /* reader: as mbx_host_opts.ring_size */
+    unsigned mode;       /* reader: as mbx_host_opts.mode */
+} mbx_slot_opts;
+
+/* Wait forever in mbx_slot_get, whatever the slot's timeout option. */
+#define MBX_SLOT_FOREVER (-2)
+
+/* Opens a handle on the host mailslot `name`: "\\.\mailslot\NAME" (the word
+ * "mailslot" in any case), "//./NAME", or a bare NAME meaning the same.
+ * Opening touches nothing: the role and the checks come with first use.
+ * Returns 0 and the handle in *out; MBX_EINVAL for a bad name or options;
+ * MBX_ENOTSUP for a network name ("\\*\mailslot\x", "//host/x") until the
+ * network layer exists; MBX_ENOMEM. */
+MBX_API int mbx_slot_open(mbx_slot **out, const char *name,
+                          const mbx_slot_opts *opts);
+
+/* Writes one message (kind "", `len` bytes of `data`) to the slot's reader.
+ * Waits for room in a full ring up to the slot's timeout. Returns 0;
+ * MBX_EMSGSIZE (larger than message_size or the reader's limit: nothing
+ * sent); MBX_ENOENT (no live reader); MBX_ETIMEDOUT (still full);
+ * MBX_EPERM (the handle reads); MBX_EINVAL (data NULL with len > 0). */
+MBX_API int mbx_slot_put(mbx_slot *s, const void *data, size_t len);
+
+/* Reads the next message into *out (the caller owns it). timeout_ms: -1 =
+ * the slot's timeout, 0 = do not wait, MBX_SLOT_FOREVER, or milliseconds.
+ * Returns 0; MBX_EAGAIN (empty, not waiting); MBX_ETIMEDOUT; MBX_EEXIST
+ * (another live reader holds the name); MBX_EPERM (the handle writes);
+ * errors of mbx_register_host on first use. */
+MBX_API int mbx_slot_get(mbx_slot *s, mbx_msg **out, int timeout_ms);
+
+/* mbx_slot_get(s, out, 0). */
+MBX_API int mbx_slot_get_nowait(mbx_slot *s, mbx_msg **out);
+
+/* For "for each message until a sentinel": waits as mbx_slot_get(s, out,
+ * timeout_ms). Returns 1 with a message in *out; 0 when the message's body
+ * equals the sentinel (sentinel_len bytes; NULL for none: it is freed, *out
+ * is NULL) or the slot was closed under the reader (MBX_ECLOSED); or an
+ * error of mbx_slot_get. So `while (mbx_slot_next(s, &m, "STOP", 4, -1) >
+ * 0)` loops over every message until "STOP". */
+MBX_API int mbx_slot_next(mbx_slot *s, mbx_msg **out, const void *sentinel,
+                          size_t sentinel_len, int timeout_ms);
+
+/* Messages waiting: for the reader, in its ring and its mailbox; for a
+ * writer (or a handle not used yet), in the reader's ring. Returns the count,
+ * or MBX_ENOENT when nobody reads the name. */
+MBX_API int mbx_slot_qsize(mbx_slot *s);
+
+/* 1 when no message waits, 0 when some do, or a negative error as
+ * mbx_slot_qsize. */
+MBX_API int mbx_slot_empty(mbx_slot *s);
+
+/* 1 when the reader's ring has no room for a message of the slot's
+ * message_size (or of one byte when that is 0), else 0; or a negative error
+ * as mbx_slot_qsize. Compares bytes with bytes. */
+MBX_API int mbx_slot_full(mbx_slot *s);
+
+/* A file descriptor readable while messages wait (level-triggered), for
+ * poll/epoll; makes the handle the reader. Owned by the slot: do not close
+ * it. Returns the fd or an error of mbx_slot_get's first use. */
+MBX_API int mbx_slot_fd(mbx_slot *s);
+
+/* The reader's mailbox, for mbx_recv, mbx_recv_kind and mbx_reply; makes
+ * the handle the reader. Returns 0 and the id in *out, or an error as
+ * mbx_slot_fd. The mailbox belongs to the slot: do not destroy it. */
+MBX_API int mbx_slot_mailbox(mbx_slot *s, mbx_id *out);
+
+/* Closes the handle: a reader releases the name (messages still queued are
+ * freed); a writer lets go of the ring. Accepts NULL; closing twice is a
+ * bug as with free(). */
+MBX_API void mbx_slot_close(mbx_slot *s);
+
+/* What mbx_slot_list reports about one live host mailslot. */
+typedef struct mbx_slot_info {
+    const char *name;      /* the name, without "//./" */
+    long pid;              /* the reading process */
+    uint64_t queued;       /* messages in the ring */
+    uint64_t queued_bytes; /* bytes of the ring in use */
+    uint64_t ring_size;    /* bytes of the ring */
+    uint64_t dropped;      /* malformed records the reader dropped */
+    unsigned mode;         /* file permissions of the ring */
+} mbx_slot_info;
+
+/* Calls fn for each host mailslot of the runtime directory whose reader is
+ * alive (fn's info is valid during the call only), in no set order, until fn
+ * returns non-zero (which is then returned). Returns 0, or a negative error
+ * from opening the runtime directory. */
+MBX_API int mbx_slot_list(int (*fn)(const mbx_slot_info *info, void *ctx),
+                          void *ctx);
 
 #ifdef __cplusplus
 }

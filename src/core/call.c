@@ -10,12 +10,15 @@
 
 #include <pthread.h>
 
+#include "core/fork.h"
 #include "core/mailbox.h"
 #include "core/monitor.h"
+#include "host/host.h"
 
 static pthread_key_t reply_key;
 static pthread_once_t reply_key_once = PTHREAD_ONCE_INIT;
 static _Thread_local mbx_id reply_box;
+static _Thread_local unsigned reply_box_fork_gen;
 static _Thread_local uint64_t last_corr;
 
 static void
@@ -30,10 +33,13 @@ reply_key_make(void)
     pthread_key_create(&reply_key, reply_box_destroy);
 }
 
-/* The calling thread's reply mailbox, created on first use. */
-static int
-own_reply_box(mbx_id *out)
+int
+mbx__call_reply_box(mbx_id *out)
 {
+    /* After fork the child's copy of the reply mailbox may carry the
+     * parent's host name (which the child cannot read): start afresh. */
+    if (reply_box && reply_box_fork_gen != mbx__fork_generation)
+        reply_box = 0;
     if (!reply_box) {
         mbx_id id;
         int rc = mbx_create(&id, NULL);
@@ -45,6 +51,7 @@ own_reply_box(mbx_id *out)
             return MBX_ENOMEM;
         }
         reply_box = id;
+        reply_box_fork_gen = mbx__fork_generation;
     }
     *out = reply_box;
     return 0;
@@ -55,6 +62,9 @@ own_reply_box(mbx_id *out)
 static int
 deliver_to_caller(const mbx_msg *req, mbx_msg *m)
 {
+    /* A request from another process names its reply mailbox by address. */
+    if (!req->reply_to)
+        return mbx__host_reply(req->from, req->corr, m);
     struct mbx__box *b;
     int rc = mbx__box_acquire(req->reply_to, &b);
     if (rc < 0)
@@ -97,11 +107,15 @@ mbx_reply(mbx_msg *req, mbx_msg **reply)
     return 0;
 }
 
-/* Waits on the reply mailbox for the reply to `corr`, discarding leftovers
- * of earlier calls that timed out. */
-static int
-await_reply(struct mbx__box *rb, mbx_id rid, uint64_t corr, mbx_msg **reply,
-            int64_t deadline)
+uint64_t
+mbx__call_next_corr(void)
+{
+    return ++last_corr;
+}
+
+int
+mbx__call_await(struct mbx__box *rb, mbx_id rid, uint64_t corr, mbx_msg **reply,
+                int64_t deadline)
 {
     for (;;) {
         mbx_msg *m;
@@ -128,13 +142,13 @@ mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms)
         return MBX_EINVAL;
     mbx_id rid;
     struct mbx__box *rb, *tb;
-    int rc = own_reply_box(&rid);
+    int rc = mbx__call_reply_box(&rid);
     if (rc < 0)
         return rc;
     /* The reply mailbox belongs to this thread and lives until it exits. */
     rb = mbx__box_slot(rid);
     int64_t deadline = mbx__deadline(timeout_ms);
-    uint64_t corr = ++last_corr;
+    uint64_t corr = mbx__call_next_corr();
     /* One pin on the callee covers linking the guard and the send. */
     if ((rc = mbx__box_acquire(to, &tb)) < 0)
         return rc;
@@ -153,7 +167,7 @@ mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms)
         m->reply_to = 0;
     } else {
         *req = NULL;
-        rc = await_reply(rb, rid, corr, reply, deadline);
+        rc = mbx__call_await(rb, rid, corr, reply, deadline);
     }
     atomic_store(&rb->awaiting_corr, 0);
     mbx__monitor_unlink(&guard);

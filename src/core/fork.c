@@ -6,9 +6,12 @@
 /* Locks are taken in one fixed order. No path of the library holds one of
  * them while taking another, so any order is deadlock-free; fixing one
  * keeps it that way if that changes. */
+unsigned mbx__fork_generation;
+
 static void
 before_fork(void)
 {
+    mbx__host_lock_all();
     mbx__tasks_lock_all();
     mbx__registry_lock_all();
     mbx__table_lock_all();
@@ -22,6 +25,9 @@ after_fork(int in_child)
     mbx__table_unlock_all(in_child);
     mbx__registry_unlock_all(in_child);
     mbx__tasks_unlock_all(in_child);
+    if (in_child)
+        mbx__fork_generation++;
+    mbx__host_unlock_all(in_child);
 }
 
 static void

@@ -29,5 +29,11 @@ void mbx__tasks_lock_all(void); /* task.c */
 void mbx__tasks_unlock_all(int in_child);
 void mbx__pool_lock_all(void); /* pool.c */
 void mbx__pool_unlock_all(int in_child);
+void mbx__host_lock_all(void); /* host/host.c: the writer cache */
+void mbx__host_unlock_all(int in_child);
+
+/* Bumped in every child after fork: state stamped with another value was
+ * inherited from the parent. */
+extern unsigned mbx__fork_generation;
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/feed.h"
 #include "core/monitor.h"
 #include "core/registry.h"
 
@@ -30,6 +31,11 @@
  * mailbox yields its CPU once every YIELD_EVERY sends (see give_way). */
 #define DEEP_QUEUE 4096
 #define YIELD_EVERY 64
+
+/* Messages a receiver moves from a feed into the inboxes at a time: enough
+ * to pay for the look, few enough to leave the rest in the feed, whose
+ * bound then holds its producers back. */
+#define FEED_BATCH 64
 
 static _Atomic(struct mbx__box *) chunks[MAX_CHUNKS];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -240,11 +246,18 @@ capacity_of(struct mbx__box *b)
     return atomic_load_explicit(&b->capacity, memory_order_relaxed);
 }
 
-/* Wakes a parked receiver, if there is one. */
+/* Wakes a parked receiver, if there is one. The caller has the slot pinned
+ * or holds the consumer lock, so an attached feed is alive. */
 static void
 wake_parked(struct mbx__box *b)
 {
     if (atomic_load(&b->waiters)) {
+        struct mbx__feed *f = atomic_load(&b->feed);
+        if (f) {
+            /* Receivers of a mailbox with a feed park on the feed's word. */
+            f->ops->wake(f);
+            return;
+        }
         atomic_fetch_add(&b->seq, 1);
         /* A parked selective receiver may not want this message, so when
          * there is one, every receiver gets a look. */
@@ -427,6 +440,40 @@ take_over(struct mbx__box *b, struct mbx__fifo *f,
     return true;
 }
 
+void
+mbx__box_inbox_append(struct mbx__box *b, mbx_msg *m)
+{
+    struct mbx__fifo *f = (m->flags & MBX_MSG_URGENT) ? &b->uinbox : &b->inbox;
+    atomic_store_explicit(&m->link.next, NULL, memory_order_relaxed);
+    if (f->tail)
+        atomic_store_explicit(&f->tail->next, &m->link, memory_order_relaxed);
+    else
+        f->head = &m->link;
+    f->tail = &m->link;
+    atomic_fetch_add_explicit(&b->enq, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->enq_bytes, m->len, memory_order_relaxed);
+}
+
+/* Moves batches from the feed into the inboxes until one holds a message
+ * of `kind` (any kind if NULL) or the feed is empty, and takes it. As in
+ * take_over, inbox_gen is bumped before the feed is emptied. Consumer lock
+ * held. */
+static mbx_msg *
+take_from_feed(struct mbx__box *b, const char *kind)
+{
+    struct mbx__feed *f = atomic_load(&b->feed);
+    mbx_msg *m;
+    while (f && f->ops->pending(f)) {
+        note_batch(b);
+        if (!f->ops->pump(f, b, FEED_BATCH))
+            return NULL;
+        if ((m = fifo_take(&b->uinbox, kind)) ||
+            (m = fifo_take(&b->inbox, kind)))
+            return m;
+    }
+    return NULL;
+}
+
 /* Takes the next message in delivery order (urgent ones first, each kind
  * in send order), or the first of `kind` in that order; the messages it
  * passes over stay in the inboxes, in order. Consumer lock held. */
@@ -440,9 +487,9 @@ take(struct mbx__box *b, const char *kind)
         return m;
     if ((m = fifo_take(&b->inbox, kind)))
         return m;
-    if (take_over(b, &b->inbox, &b->top))
-        return fifo_take(&b->inbox, kind);
-    return NULL;
+    if (take_over(b, &b->inbox, &b->top) && (m = fifo_take(&b->inbox, kind)))
+        return m;
+    return take_from_feed(b, kind);
 }
 
 /* True when neither stack holds a message. A producer's compare-and-swap
@@ -453,11 +500,20 @@ stacks_empty(struct mbx__box *b)
     return !atomic_load(&b->top) && !atomic_load(&b->utop);
 }
 
+/* True when the feed f (NULL: none) may hold messages. The caller keeps f
+ * alive (consumer lock or pin). */
+static bool
+feed_pending(struct mbx__feed *f)
+{
+    return f && f->ops->pending(f);
+}
+
 /* True when no message is pending at all. Consumer lock held. */
 static bool
 nothing_pending(struct mbx__box *b)
 {
-    return stacks_empty(b) && !b->uinbox.head && !b->inbox.head;
+    return stacks_empty(b) && !b->uinbox.head && !b->inbox.head &&
+           !feed_pending(atomic_load(&b->feed));
 }
 
 /* Keeps the eventfd level-triggered: unreadable once nothing is pending,
@@ -472,6 +528,11 @@ settle_fd(struct mbx__box *b)
         return;
     mbx__eventfd_drain(fd);
     atomic_store(&b->fd_signalled, 0);
+    /* The feed's producers ring its bell only when armed, which must
+     * happen before the last look as well. */
+    struct mbx__feed *f = atomic_load(&b->feed);
+    if (f)
+        f->ops->arm(f);
     if (!nothing_pending(b) && !atomic_exchange(&b->fd_signalled, 1))
         mbx__eventfd_signal(fd);
 }
@@ -508,11 +569,13 @@ account_delivery(struct mbx__box *b, const mbx_msg *m)
 }
 
 /* True when a message was pushed, or moved into the inboxes, since the
- * receiver last looked (when inbox_gen was `seen`). */
+ * receiver last looked (when inbox_gen was `seen`), or the feed f (kept
+ * alive by the caller; NULL: none) holds some. */
 static bool
-something_new(struct mbx__box *b, uint32_t seen)
+something_new(struct mbx__box *b, struct mbx__feed *f, uint32_t seen)
 {
-    return !stacks_empty(b) || atomic_load(&b->inbox_gen) != seen;
+    return !stacks_empty(b) || atomic_load(&b->inbox_gen) != seen ||
+           feed_pending(f);
 }
 
 /* Spins until a message may have arrived, the mailbox dies or the spin
@@ -522,14 +585,16 @@ something_new(struct mbx__box *b, uint32_t seen)
  * spinning pays, and halves only after several misses in a row, so a
  * steady exchange keeps spinning while an idle mailbox soon stops. */
 static bool
-spin_for_arrival(struct mbx__box *b, mbx_id id, uint32_t seen)
+spin_for_arrival(struct mbx__box *b, mbx_id id, struct mbx__feed *f,
+                 uint32_t seen)
 {
     uint32_t budget = atomic_load_explicit(&b->spin_ns, memory_order_relaxed);
     if (!budget)
         return false;
     int64_t start = mbx__now_ns(), spun = 0;
     for (unsigned i = 1;; i++) {
-        if (something_new(b, seen) || (i % 16 == 0 && !mbx__box_live(b, id))) {
+        if (something_new(b, f, seen) ||
+            (i % 16 == 0 && !mbx__box_live(b, id))) {
             atomic_store_explicit(&b->spin_ns, SPIN_MAX_NS,
                                   memory_order_relaxed);
             atomic_store_explicit(&b->spin_misses, 0, memory_order_relaxed);
@@ -553,32 +618,63 @@ spin_for_arrival(struct mbx__box *b, mbx_id id, uint32_t seen)
     return false;
 }
 
-/* Spins a while, then parks, until a message may have arrived since the
- * stacks were found empty, or the mailbox is destroyed. Returns 0 (look
- * again) or MBX_ETIMEDOUT. */
+/* Parks until a message may have arrived since the stacks were found
+ * empty, the feed changed or the mailbox is destroyed. With a feed f,
+ * receivers sleep on its word (which its producers in other processes can
+ * wake) and count themselves in its waiters too. */
+static int
+park(struct mbx__box *b, mbx_id id, struct mbx__feed *f, bool selective,
+     uint32_t seen, int64_t deadline)
+{
+    _Atomic uint32_t *word = f ? f->seq : &b->seq;
+    uint32_t s = atomic_load(word);
+    if (selective)
+        atomic_fetch_add(&b->sel_waiters, 1);
+    atomic_fetch_add(&b->waiters, 1);
+    if (f)
+        atomic_fetch_add(f->waiters, 1);
+    /* A producer pushes (and a receiver leaving messages in the inboxes
+     * bumps inbox_gen, and a feed's producer publishes) before it reads the
+     * waiter count, and we count ourselves in before looking, so either it
+     * sees us parked and wakes us, or we see its message here. A feed
+     * attached meanwhile wakes those parked on the old word. */
+    int rc = 0;
+    if (!something_new(b, f, seen) && atomic_load(&b->feed) == f &&
+        mbx__box_live(b, id))
+        rc = f ? mbx__futex_wait_shared(word, s, deadline)
+               : mbx__futex_wait(word, s, deadline);
+    if (f)
+        atomic_fetch_sub(f->waiters, 1);
+    atomic_fetch_sub(&b->waiters, 1);
+    if (selective)
+        atomic_fetch_sub(&b->sel_waiters, 1);
+    return rc;
+}
+
+/* Spins a while, then parks, until a message may have arrived. Returns 0
+ * (look again) or MBX_ETIMEDOUT. */
 static int
 await_arrival(struct mbx__box *b, mbx_id id, bool selective, uint32_t seen,
               int64_t deadline)
 {
-    if (spin_for_arrival(b, id, seen))
-        return 0;
-    /* Senders held back for room must not wait on a receiver that waits. */
-    if (capacity_of(b) && atomic_load(&b->space_waiters))
-        wake_senders(b);
-    uint32_t s = atomic_load(&b->seq);
-    if (selective)
-        atomic_fetch_add(&b->sel_waiters, 1);
-    atomic_fetch_add(&b->waiters, 1);
-    /* A producer pushes (and a receiver leaving messages in the inboxes
-     * bumps inbox_gen) before it reads `waiters`, and we count ourselves in
-     * before looking, so either it sees us parked and wakes us, or we see
-     * its message here. */
+    /* A feed is freed by destroy once no pin is left: pin while using it. */
+    struct mbx__box *pinned = NULL;
+    struct mbx__feed *f = NULL;
+    if (atomic_load(&b->feed)) {
+        if (mbx__box_acquire(id, &pinned) < 0)
+            return 0; /* destroyed: the caller finds out */
+        f = atomic_load(&b->feed);
+    }
     int rc = 0;
-    if (!something_new(b, seen) && mbx__box_live(b, id))
-        rc = mbx__futex_wait(&b->seq, s, deadline);
-    atomic_fetch_sub(&b->waiters, 1);
-    if (selective)
-        atomic_fetch_sub(&b->sel_waiters, 1);
+    if (!spin_for_arrival(b, id, f, seen)) {
+        /* Senders held back for room must not wait on a receiver that
+         * waits. */
+        if (capacity_of(b) && atomic_load(&b->space_waiters))
+            wake_senders(b);
+        rc = park(b, id, f, selective, seen, deadline);
+    }
+    if (pinned)
+        mbx__box_release(pinned);
     return rc;
 }
 
@@ -697,8 +793,10 @@ mbx_create(mbx_id *out, const mbx_opts *opts)
     atomic_store_explicit(&b->room_limit, o.capacity, memory_order_relaxed);
     b->when_full = (uint32_t)o.when_full;
     atomic_store(&b->fd, -1);
+    atomic_store(&b->poll_fd, -1);
     atomic_store(&b->fd_signalled, 0);
     atomic_store(&b->is_task, 0);
+    atomic_store(&b->feed, NULL);
     atomic_store(&b->awaiting_corr, 0);
     /* monitors and names are empty: destroy emptied them (or the memory is
      * fresh); they are not written here, as a stale demonitor may read the
@@ -743,6 +841,11 @@ mbx_destroy(mbx_id id)
      * itself in before checking the generation, so reading the counts
      * after changing it finds every thread that needs waking. */
     if (atomic_load(&b->waiters)) {
+        /* Parked on the feed's word or, if they looked before it came, on
+         * the mailbox's own: wake both. The feed is alive: we hold it. */
+        struct mbx__feed *f = atomic_load(&b->feed);
+        if (f)
+            f->ops->wake(f);
         atomic_fetch_add(&b->seq, 1);
         mbx__futex_wake(&b->seq, INT_MAX);
     }
@@ -754,15 +857,50 @@ mbx_destroy(mbx_id id)
     /* Receivers check the generation under the consumer lock: once we hold
      * it, none is inside the queue. */
     mbx__lock_take(&b->cons_lock);
+    struct mbx__feed *f = atomic_exchange(&b->feed, NULL);
     discard_queued(b);
+    mbx__fd_close(atomic_exchange(&b->poll_fd, -1));
     mbx__fd_close(atomic_exchange(&b->fd, -1));
     mbx__lock_drop(&b->cons_lock);
+    if (f)
+        f->ops->close(f);
     mbx__monitors_fire(b, id);
     slot_give_back(id_index(id), gen + 1);
     return 0;
 }
 
 /* ---- fd and stats -------------------------------------------------------- */
+
+/* Makes the mailbox's eventfd and the poll set handed out by mbx_fd, with
+ * the feed's bell in it if there is a feed. Consumer lock held. Returns the
+ * poll set's fd or an error. */
+static int
+make_poll_set(struct mbx__box *b)
+{
+    int efd = mbx__eventfd_open();
+    if (efd < 0)
+        return efd;
+    int pfd = mbx__poll_set_open();
+    int rc = pfd < 0 ? pfd : mbx__poll_set_add(pfd, efd);
+    struct mbx__feed *f = atomic_load(&b->feed);
+    int bell = rc < 0 || !f ? 0 : f->ops->bell(f);
+    if (rc == 0 && bell > 0)
+        rc = mbx__poll_set_add(pfd, bell);
+    if (rc < 0 || bell < 0) {
+        mbx__fd_close(pfd);
+        mbx__fd_close(efd);
+        return rc < 0 ? rc : bell;
+    }
+    if (f)
+        f->ops->arm(f);
+    atomic_store(&b->fd, efd);
+    atomic_store(&b->poll_fd, pfd);
+    /* Producers that pushed before they could see the fd did not signal
+     * it: do it for them. */
+    if (!nothing_pending(b) && !atomic_exchange(&b->fd_signalled, 1))
+        mbx__eventfd_signal(efd);
+    return pfd;
+}
 
 int
 mbx_fd(mbx_id id)
@@ -773,17 +911,44 @@ mbx_fd(mbx_id id)
     mbx__lock_take(&b->cons_lock);
     int fd = MBX_ENOENT;
     if (mbx__box_live(b, id)) {
-        fd = atomic_load(&b->fd);
-        if (fd < 0 && (fd = mbx__eventfd_open()) >= 0) {
-            atomic_store(&b->fd, fd);
-            /* Producers that pushed before they could see the fd did not
-             * signal it: do it for them. */
-            if (!nothing_pending(b) && !atomic_exchange(&b->fd_signalled, 1))
-                mbx__eventfd_signal(fd);
-        }
+        fd = atomic_load(&b->poll_fd);
+        if (fd < 0)
+            fd = make_poll_set(b);
     }
     mbx__lock_drop(&b->cons_lock);
     return fd;
+}
+
+int
+mbx__box_attach_feed(struct mbx__box *b, struct mbx__feed *f)
+{
+    mbx__lock_take(&b->cons_lock);
+    int rc = 0, pfd = atomic_load(&b->poll_fd);
+    if (atomic_load(&b->feed)) {
+        rc = MBX_ENOTSUP;
+    } else if (pfd >= 0) {
+        /* Someone already polls: add the bell to the set they hold. */
+        int bell = f->ops->bell(f);
+        rc = bell < 0 ? bell : mbx__poll_set_add(pfd, bell);
+        if (rc == 0)
+            f->ops->arm(f);
+    }
+    if (rc == 0) {
+        atomic_store(&b->feed, f);
+        /* Receivers parked on the mailbox's own word before the feed came
+         * would not hear the feed's producers: send them round again. */
+        if (atomic_load(&b->waiters)) {
+            atomic_fetch_add(&b->seq, 1);
+            mbx__futex_wake(&b->seq, INT_MAX);
+        }
+        /* Messages already in the feed make the fd readable now. */
+        int efd = atomic_load(&b->fd);
+        if (efd >= 0 && f->ops->pending(f) &&
+            !atomic_exchange(&b->fd_signalled, 1))
+            mbx__eventfd_signal(efd);
+    }
+    mbx__lock_drop(&b->cons_lock);
+    return rc;
 }
 
 int
@@ -817,14 +982,19 @@ mbx__table_lock_all(void)
 
 /* In a child after fork: an eventfd made by mbx_fd is shared with the
  * parent, and a receive here would drain the parent's readiness. Close the
- * child's copies; mbx_fd makes a fresh one on demand. */
+ * child's copies; mbx_fd makes a fresh one on demand. A feed (a host
+ * mailslot) belongs to the parent: the child stops reading it. */
 static void
 forget_inherited_fds(void)
 {
     for (uint32_t i = 0; i < slots_used; i++) {
         struct mbx__box *b = slot_at(i);
+        mbx__fd_close(atomic_exchange(&b->poll_fd, -1));
         mbx__fd_close(atomic_exchange(&b->fd, -1));
         atomic_store(&b->fd_signalled, 0);
+        struct mbx__feed *f = atomic_load(&b->feed);
+        if (f)
+            f->ops->disown(f);
     }
 }
 

@@ -26,6 +26,7 @@
 #include "core/msg.h"
 #include "platform/lock.h"
 
+struct mbx__feed;    /* feed.h */
 struct mbx__name;    /* registry.c */
 struct mbx__monitor; /* monitor.c */
 
@@ -73,6 +74,8 @@ struct mbx__box {
     _Atomic int fd;                    /* eventfd, or -1 */
     _Atomic uint32_t fd_signalled;     /* eventfd made readable */
     _Atomic uint32_t is_task;          /* created by mbx_spawn */
+    _Atomic int poll_fd;               /* epoll set given by mbx_fd, or -1 */
+    _Atomic(struct mbx__feed *) feed;  /* outside source (host ring), or NULL */
 
     /* Line 4: the hand-over point: the stacks producers push onto, which
      * is what an idle receiver spins on. Nothing else written often may
@@ -118,5 +121,15 @@ void mbx__send_notice(mbx_id to, mbx_msg *m);
  * (b from mbx__box_slot; no pin needed). */
 int mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
                  int64_t deadline);
+
+/* Attaches a feed to a pinned, live mailbox. Returns 0, or MBX_ENOTSUP if
+ * it already had one (a mailbox takes one feed in its life), or an error
+ * from adding the feed's bell to the mailbox's poll set. On success the
+ * mailbox owns the feed and closes it when destroyed. */
+int mbx__box_attach_feed(struct mbx__box *b, struct mbx__feed *f);
+
+/* Appends a message taken from the feed to the inboxes (urgent or normal)
+ * and counts it as sent. For feeds' pump; consumer lock held. */
+void mbx__box_inbox_append(struct mbx__box *b, mbx_msg *m);
 
 #endif

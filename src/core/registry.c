@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "core/address.h"
+#include "core/feed.h"
+#include "host/host.h"
 
 struct mbx__name {
     struct mbx__name *next_in_bucket;
@@ -70,36 +72,51 @@ grow_if_needed(void)
     return 0;
 }
 
-/* Checks a name given to register/unregister: local scope only for now. */
+/* Parses a name given to register/unregister: a local name, or a host
+ * name (for which `key` receives its registry key "//./NAME"). */
 static int
-check_local_name(const char *name)
+parse_name(const char *name, struct mbx__address *a, char *key)
 {
-    struct mbx__address a;
-    int rc = mbx__address_parse(name, &a);
+    int rc = mbx__address_parse(name, a);
     if (rc < 0)
         return rc;
-    if (a.scope != MBX__SCOPE_LOCAL)
-        return a.scope == MBX__SCOPE_ID ? MBX_EINVAL : MBX_ENOTSUP;
+    if (a->scope == MBX__SCOPE_HOST) {
+        mbx__host_key(a->name, key);
+        return 0;
+    }
+    if (a->scope != MBX__SCOPE_LOCAL)
+        return a->scope == MBX__SCOPE_ID ? MBX_EINVAL : MBX_ENOTSUP;
     return 0;
 }
 
 int
 mbx_register(mbx_id id, const char *name)
 {
-    int rc = check_local_name(name);
+    struct mbx__address a;
+    char key[MBX__HOST_ADDRESS_MAX];
+    int rc = parse_name(name, &a, key);
     if (rc < 0)
         return rc;
+    if (a.scope == MBX__SCOPE_HOST)
+        return mbx_register_host(id, name, NULL);
     struct mbx__box *b;
     /* Pinning the mailbox keeps destroy from running until the name is in
      * its list, so a destroyed mailbox never keeps a name. */
     if ((rc = mbx__box_acquire(id, &b)) < 0)
         return rc;
+    rc = mbx__registry_insert(b, id, name);
+    mbx__box_release(b);
+    return rc;
+}
+
+int
+mbx__registry_insert(struct mbx__box *b, mbx_id id, const char *name)
+{
+    int rc;
     size_t len = strlen(name), h = hash_name(name);
     struct mbx__name *e = malloc(sizeof *e + len + 1);
-    if (!e) {
-        mbx__box_release(b);
+    if (!e)
         return MBX_ENOMEM;
-    }
     memcpy(e->name, name, len + 1);
     e->id = id;
     e->hash = h;
@@ -119,7 +136,6 @@ mbx_register(mbx_id id, const char *name)
         e = NULL;
     }
     pthread_rwlock_unlock(&reg_lock);
-    mbx__box_release(b);
     free(e);
     return rc;
 }
@@ -137,9 +153,17 @@ unlink_from_box(struct mbx__box *b, struct mbx__name *e)
 int
 mbx_unregister(const char *name)
 {
-    int rc = check_local_name(name);
+    struct mbx__address a;
+    char key[MBX__HOST_ADDRESS_MAX];
+    int rc = parse_name(name, &a, key);
     if (rc < 0)
         return rc;
+    return mbx__registry_remove(a.scope == MBX__SCOPE_HOST ? key : name);
+}
+
+int
+mbx__registry_remove(const char *name)
+{
     struct mbx__name *e = NULL;
     pthread_rwlock_wrlock(&reg_lock);
     struct mbx__name **p = find_slot(name, hash_name(name));
@@ -148,8 +172,13 @@ mbx_unregister(const char *name)
         *p = e->next_in_bucket;
         name_count--;
         /* The owner cannot finish destroy while we hold the lock, and its
-         * slot memory is stable, so the list is safe to edit. */
-        unlink_from_box(mbx__box_slot(e->id), e);
+         * slot memory is stable, so the list is safe to edit; nor free its
+         * feed, which a host name leaves for writers to find no more. */
+        struct mbx__box *b = mbx__box_slot(e->id);
+        unlink_from_box(b, e);
+        struct mbx__feed *f = atomic_load(&b->feed);
+        if (f && strncmp(name, "//./", 4) == 0)
+            f->ops->release(f);
     }
     pthread_rwlock_unlock(&reg_lock);
     free(e);
@@ -161,6 +190,12 @@ mbx_whereis(const char *name, mbx_id *out)
 {
     if (!name || !out)
         return MBX_EINVAL;
+    /* Host names are filed under one spelling of the two. */
+    struct mbx__address a;
+    char key[MBX__HOST_ADDRESS_MAX];
+    if ((name[0] == '/' || name[0] == '\\') && parse_name(name, &a, key) == 0 &&
+        a.scope == MBX__SCOPE_HOST)
+        name = key;
     int rc = MBX_ENOENT;
     pthread_rwlock_rdlock(&reg_lock);
     struct mbx__name **p = find_slot(name, hash_name(name));
@@ -194,11 +229,35 @@ mbx__registry_lock_all(void)
     pthread_rwlock_wrlock(&reg_lock);
 }
 
+/* In a child after fork: host names are read by the parent, not by the
+ * child's copies of its mailboxes. Forget them, so that sends from the
+ * child go to the parent. */
+static void
+forget_host_names(void)
+{
+    for (size_t i = 0; i < bucket_count; i++) {
+        struct mbx__name **p = &buckets[i];
+        while (*p) {
+            struct mbx__name *e = *p;
+            if (strncmp(e->name, "//./", 4) != 0) {
+                p = &e->next_in_bucket;
+                continue;
+            }
+            *p = e->next_in_bucket;
+            unlink_from_box(mbx__box_slot(e->id), e);
+            name_count--;
+            free(e);
+        }
+    }
+}
+
 void
 mbx__registry_unlock_all(int in_child)
 {
-    if (in_child)
+    if (in_child) {
+        forget_host_names();
         pthread_rwlock_init(&reg_lock, NULL);
-    else
+    } else {
         pthread_rwlock_unlock(&reg_lock);
+    }
 }

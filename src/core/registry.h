@@ -4,6 +4,13 @@
 
 #include "core/mailbox.h"
 
+/* Adds `key` for the pinned mailbox b (id), unchecked: the host layer
+ * files its names as "//./NAME". Returns 0, MBX_EEXIST or MBX_ENOMEM. */
+int mbx__registry_insert(struct mbx__box *b, mbx_id id, const char *key);
+
+/* Removes `key`. Returns 0 or MBX_ENOENT. */
+int mbx__registry_remove(const char *key);
+
 /* Removes every name of a mailbox being destroyed (no user is left). */
 void mbx__registry_forget(struct mbx__box *b);
 

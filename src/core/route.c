@@ -1,27 +1,30 @@
 /*
  * Routing: from an address to the layer that delivers it. In-process names
- * and id addresses are delivered here; host and network scopes belong to
- * later layers and are reported as not supported until those exist.
+ * and id addresses are delivered here, host mailslots by the host layer;
+ * the network scope is reported as not supported until that layer exists.
  */
 #include <inttypes.h>
 #include <stdio.h>
 
 #include "core/address.h"
 #include "core/mailbox.h"
+#include "host/host.h"
 
-/* Resolves an address to an in-process mailbox id. */
+/* Parses an address and, for this process's scopes, resolves it to a
+ * mailbox id. Returns 0, or an error; a->scope says which layer. */
 static int
-resolve(const char *address, mbx_id *out)
+resolve(const char *address, struct mbx__address *a, mbx_id *out)
 {
-    struct mbx__address a;
-    int rc = mbx__address_parse(address, &a);
+    int rc = mbx__address_parse(address, a);
     if (rc < 0)
         return rc;
-    switch (a.scope) {
+    switch (a->scope) {
     case MBX__SCOPE_LOCAL:
-        return mbx_whereis(a.name, out);
+        return mbx_whereis(a->name, out);
     case MBX__SCOPE_ID:
-        *out = a.id;
+        *out = a->id;
+        return 0;
+    case MBX__SCOPE_HOST:
         return 0;
     default:
         return MBX_ENOTSUP;
@@ -33,19 +36,29 @@ mbx_send_to(const char *address, mbx_msg **m, int timeout_ms)
 {
     if (!m || !*m)
         return MBX_EINVAL;
+    struct mbx__address a;
     mbx_id id;
-    int rc = resolve(address, &id);
-    return rc < 0 ? rc : mbx_send(id, m, timeout_ms);
+    int rc = resolve(address, &a, &id);
+    if (rc < 0)
+        return rc;
+    if (a.scope == MBX__SCOPE_HOST)
+        return mbx__host_send(a.name, m, timeout_ms);
+    return mbx_send(id, m, timeout_ms);
 }
 
 int
 mbx_call_to(const char *address, mbx_msg **req, mbx_msg **reply, int timeout_ms)
 {
-    if (!req || !*req || !reply)
+    if (!req || !*req || !reply || (*req)->role == MBX__CALL)
         return MBX_EINVAL;
+    struct mbx__address a;
     mbx_id id;
-    int rc = resolve(address, &id);
-    return rc < 0 ? rc : mbx_call(id, req, reply, timeout_ms);
+    int rc = resolve(address, &a, &id);
+    if (rc < 0)
+        return rc;
+    if (a.scope == MBX__SCOPE_HOST)
+        return mbx__host_call(a.name, req, reply, timeout_ms);
+    return mbx_call(id, req, reply, timeout_ms);
 }
 
 char *

@@ -29,6 +29,12 @@ int mbx__futex_wait(_Atomic uint32_t *word, uint32_t expected,
 /* Wakes up to n threads sleeping on word (n = INT32_MAX wakes all). */
 void mbx__futex_wake(_Atomic uint32_t *word, int n);
 
+/* As mbx__futex_wait and mbx__futex_wake, for a word in memory shared
+ * between processes (a MAP_SHARED mapping). */
+int mbx__futex_wait_shared(_Atomic uint32_t *word, uint32_t expected,
+                           int64_t deadline_ns);
+void mbx__futex_wake_shared(_Atomic uint32_t *word, int n);
+
 /* A hint to the CPU inside a spin loop. */
 static inline void
 mbx__cpu_relax(void)
@@ -52,6 +58,13 @@ void mbx__eventfd_signal(int fd);
 
 /* Consumes the eventfd's count, making it unreadable. */
 void mbx__eventfd_drain(int fd);
+
+/* A new, close-on-exec, level-triggered poll set (epoll): itself pollable,
+ * readable while one of its members is. Returns the fd or MBX_ENOMEM. */
+int mbx__poll_set_open(void);
+
+/* Adds fd to the poll set for readability. Returns 0 or a negative errno. */
+int mbx__poll_set_add(int set, int fd);
 
 /* Closes an fd, ignoring EINTR. */
 void mbx__fd_close(int fd);

@@ -6,6 +6,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -31,8 +32,12 @@ mbx__deadline(int timeout_ms)
     return mbx__now_ns() + (int64_t)timeout_ms * 1000000;
 }
 
-int
-mbx__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline_ns)
+/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so
+ * spurious wake-ups never stretch the total wait. `private_flag` is
+ * FUTEX_PRIVATE_FLAG for a word seen by one process only, else 0. */
+static int
+futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline_ns,
+           int private_flag)
 {
     struct timespec ts, *tsp = NULL;
     if (deadline_ns != MBX__NEVER) {
@@ -42,14 +47,25 @@ mbx__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline_ns)
         ts.tv_nsec = deadline_ns % 1000000000;
         tsp = &ts;
     }
-    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so
-     * spurious wake-ups never stretch the total wait. */
-    long rc = syscall(SYS_futex, (uint32_t *)word,
-                      FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tsp,
-                      NULL, FUTEX_BITSET_MATCH_ANY);
+    long rc =
+        syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET | private_flag,
+                expected, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
     if (rc < 0 && errno == ETIMEDOUT)
         return MBX_ETIMEDOUT;
     return 0;
+}
+
+int
+mbx__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline_ns)
+{
+    return futex_wait(word, expected, deadline_ns, FUTEX_PRIVATE_FLAG);
+}
+
+int
+mbx__futex_wait_shared(_Atomic uint32_t *word, uint32_t expected,
+                       int64_t deadline_ns)
+{
+    return futex_wait(word, expected, deadline_ns, 0);
 }
 
 void
@@ -57,6 +73,12 @@ mbx__futex_wake(_Atomic uint32_t *word, int n)
 {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n,
             NULL, NULL, 0);
+}
+
+void
+mbx__futex_wake_shared(_Atomic uint32_t *word, int n)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 int
@@ -93,6 +115,20 @@ mbx__eventfd_drain(int fd)
     uint64_t n;
     while (read(fd, &n, sizeof n) < 0 && errno == EINTR)
         ;
+}
+
+int
+mbx__poll_set_open(void)
+{
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? MBX_ENOMEM : fd;
+}
+
+int
+mbx__poll_set_add(int set, int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    return epoll_ctl(set, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
 void

@@ -1,0 +1,459 @@
+/* Endpoints of a host mailslot: ring files, name take-over, lanes and
+ * liveness. */
+#include "host/endpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "platform/platform.h"
+
+/* How long a writer trusts the reader to be alive without asking again. */
+#define ALIVE_CHECK_NS 50000000
+
+/* ---- locks ----------------------------------------------------------------
+ */
+
+/* Takes (type F_WRLCK) or drops (F_UNLCK) the lock on one byte without
+ * waiting. Returns 0 or -errno (EAGAIN: someone else holds it). */
+static int
+lock_byte(int fd, off_t byte, short type)
+{
+    struct flock fl = {
+        .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+/* True when some other open of the file holds the byte (or we cannot
+ * tell, which is treated as held: never declare a live peer dead). */
+static bool
+byte_held_elsewhere(int fd, off_t byte)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return true;
+    return fl.l_type != F_UNLCK;
+}
+
+/* ---- mapping ----------------------------------------------------------------
+ */
+
+/* Maps an open ring file and checks it. Returns 0 or a negative error. */
+static int
+map_ring(int fd, struct mbx__ring *r, void **map, size_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode) || st.st_size < MBX__RING_HDR_SIZE ||
+        (uint64_t)st.st_size > MBX__RING_HDR_SIZE + (uint64_t)MBX_RING_MAX)
+        return MBX_EBADMSG;
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   fd, 0);
+    if (p == MAP_FAILED)
+        return errno == ENOMEM ? MBX_ENOMEM : -errno;
+    int rc = mbx__ring_attach(r, p, (size_t)st.st_size);
+    if (rc < 0) {
+        munmap(p, (size_t)st.st_size);
+        return rc;
+    }
+    *map = p;
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+/* ---- the reader -------------------------------------------------------------
+ */
+
+/* The ring size for the options: a power of two within bounds. */
+static int
+ring_size_of(const mbx_host_opts *o, uint64_t *out)
+{
+    uint64_t want = o->ring_size ? o->ring_size : MBX_RING_DEFAULT;
+    if (want > MBX_RING_MAX)
+        return MBX_EINVAL;
+    uint64_t n = MBX_RING_MIN;
+    while (n < want)
+        n <<= 1;
+    *out = n;
+    return 0;
+}
+
+/* Builds a fresh, locked, live ring in a new temporary file `tmp`. */
+static int
+create_ring(struct mbx__reader *rd, int dirfd, const char *tmp, uint64_t size,
+            unsigned mode)
+{
+    rd->fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (rd->fd < 0)
+        return -errno;
+    rd->map_size = MBX__RING_HDR_SIZE + size;
+    /* The umask may have narrowed the mode; the option decides. */
+    if (fchmod(rd->fd, mode) < 0 || ftruncate(rd->fd, (off_t)rd->map_size) < 0)
+        return -errno;
+    rd->map =
+        mmap(NULL, rd->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, rd->fd, 0);
+    if (rd->map == MAP_FAILED) {
+        rd->map = NULL;
+        return MBX_ENOMEM;
+    }
+    mbx__ring_init(&rd->ring, rd->map, size, rd->name, (int)getpid(), mode);
+    atomic_store(&rd->ring.hdr->state, MBX__RING_LIVE);
+    struct stat st;
+    if (fstat(rd->fd, &st) < 0)
+        return -errno;
+    rd->dev = st.st_dev;
+    rd->ino = st.st_ino;
+    return lock_byte(rd->fd, 0, F_WRLCK);
+}
+
+/* Marks the ring in an old file DEAD, so writers still attached to it
+ * reconnect, and wakes those waiting in it. */
+static void
+bury_old_ring(int fd)
+{
+    struct mbx__ring r;
+    void *map;
+    size_t size;
+    if (map_ring(fd, &r, &map, &size) < 0)
+        return; /* not a ring: nobody can be attached to it */
+    atomic_store(&r.hdr->state, MBX__RING_DEAD);
+    mbx__ring_wake_writers(&r);
+    munmap(map, size);
+}
+
+/* Puts the ring file `tmp` in place under rd->file, taking over from a
+ * dead reader if there was one. Returns 0, MBX_EEXIST, or an error. */
+static int
+take_name(struct mbx__reader *rd, int dirfd, const char *tmp)
+{
+    for (;;) {
+        int old = openat(dirfd, rd->file, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (old < 0 && errno == ENOENT) {
+            /* Nobody: link ours in, unless someone was quicker. */
+            if (linkat(dirfd, tmp, dirfd, rd->file, 0) == 0) {
+                unlinkat(dirfd, tmp, 0);
+                return 0;
+            }
+            if (errno != EEXIST)
+                return -errno;
+            continue;
+        }
+        if (old < 0)
+            return errno == EACCES || errno == ELOOP ? MBX_EPERM : -errno;
+        int rc = lock_byte(old, 0, F_WRLCK);
+        if (rc < 0) {
+            close(old);
+            return rc == -EAGAIN || rc == -EACCES ? MBX_EEXIST : rc;
+        }
+        /* We hold the old file's lock: it is still at the name (nobody can
+         * replace it without that lock) unless it was replaced before we
+         * locked it. Then look again. */
+        struct stat a, b;
+        if (fstat(old, &a) == 0 &&
+            fstatat(dirfd, rd->file, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            bury_old_ring(old);
+            rc = renameat(dirfd, tmp, dirfd, rd->file) < 0 ? -errno : 0;
+            close(old);
+            return rc;
+        }
+        close(old);
+    }
+}
+
+int
+mbx__reader_open(struct mbx__reader **out, const char *name,
+                 const mbx_host_opts *opts)
+{
+    mbx_host_opts o = opts ? *opts : (mbx_host_opts){0};
+    unsigned mode = o.mode ? o.mode : 0600;
+    uint64_t size;
+    if ((mode != 0600 && mode != 0660) || ring_size_of(&o, &size) < 0)
+        return MBX_EINVAL;
+    struct mbx__reader *rd = calloc(1, sizeof *rd);
+    if (!rd)
+        return MBX_ENOMEM;
+    rd->fd = rd->bell_fd = -1;
+    snprintf(rd->name, sizeof rd->name, "%s", name);
+    mbx__rundir_file_name(name, ".ring", rd->file);
+    static _Atomic unsigned counter;
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, ".new-%d-%u", (int)getpid(),
+             atomic_fetch_add(&counter, 1));
+    int dirfd = mbx__rundir_open();
+    if (dirfd < 0) {
+        free(rd);
+        return dirfd;
+    }
+    int rc = 0;
+    if (mode == 0660)
+        rc = mbx__rundir_share_with_group(dirfd);
+    if (rc == 0)
+        rc = create_ring(rd, dirfd, tmp, size, mode);
+    if (rc == 0)
+        rc = take_name(rd, dirfd, tmp);
+    if (rc < 0) {
+        unlinkat(dirfd, tmp, 0);
+        rd->dev = 0; /* nothing of ours is at the name */
+        rd->ino = 0;
+        close(dirfd);
+        if (rd->map)
+            munmap(rd->map, rd->map_size);
+        mbx__fd_close(rd->fd);
+        free(rd);
+        return rc;
+    }
+    close(dirfd);
+    *out = rd;
+    return 0;
+}
+
+/* Removes `file` from the runtime directory if it is still ours. */
+static void
+unlink_if_ours(int dirfd, const char *file, dev_t dev, ino_t ino)
+{
+    struct stat st;
+    if (fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_dev == dev && st.st_ino == ino)
+        unlinkat(dirfd, file, 0);
+}
+
+void
+mbx__reader_release_name(struct mbx__reader *rd)
+{
+    if (rd->disowned || rd->dev == 0)
+        return;
+    atomic_store(&rd->ring.hdr->state, MBX__RING_CLOSED);
+    mbx__ring_wake_writers(&rd->ring);
+    int dirfd = mbx__rundir_open();
+    if (dirfd >= 0) {
+        /* We still hold the lock, so the file at the name is ours unless
+         * the directory itself was changed under us. */
+        unlink_if_ours(dirfd, rd->file, rd->dev, rd->ino);
+        if (rd->bell_fd >= 0) {
+            char bell[MBX__FILE_NAME_MAX];
+            mbx__rundir_file_name(rd->name, ".bell", bell);
+            unlinkat(dirfd, bell, 0);
+        }
+        close(dirfd);
+    }
+    rd->dev = 0;
+    rd->ino = 0;
+}
+
+void
+mbx__reader_close(struct mbx__reader *rd)
+{
+    if (!rd)
+        return;
+    mbx__reader_release_name(rd);
+    munmap(rd->map, rd->map_size);
+    mbx__fd_close(rd->fd);
+    mbx__fd_close(rd->bell_fd);
+    free(rd);
+}
+
+void
+mbx__reader_disown(struct mbx__reader *rd)
+{
+    rd->disowned = true;
+    mbx__fd_close(rd->fd);
+    mbx__fd_close(rd->bell_fd);
+    rd->fd = rd->bell_fd = -1;
+}
+
+int
+mbx__reader_bell(struct mbx__reader *rd)
+{
+    if (rd->bell_fd >= 0)
+        return rd->bell_fd;
+    if (rd->disowned)
+        return MBX_EPERM;
+    char bell[MBX__FILE_NAME_MAX];
+    mbx__rundir_file_name(rd->name, ".bell", bell);
+    int dirfd = mbx__rundir_open();
+    if (dirfd < 0)
+        return dirfd;
+    /* A doorbell left by a dead reader is reused: stray bytes in it only
+     * cost one spurious look. */
+    int rc = 0;
+    if (mkfifoat(dirfd, bell, rd->ring.hdr->mode) < 0 && errno != EEXIST)
+        rc = -errno;
+    int fd =
+        rc ? -1
+           : openat(dirfd, bell, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+    if (!rc && fd < 0)
+        rc = -errno;
+    struct stat st;
+    if (!rc && (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode))) {
+        close(fd);
+        rc = MBX_EPERM;
+    }
+    close(dirfd);
+    if (rc < 0)
+        return rc;
+    rd->bell_fd = fd;
+    return fd;
+}
+
+void
+mbx__reader_bell_drain(struct mbx__reader *rd)
+{
+    char buf[64];
+    if (rd->bell_fd < 0)
+        return;
+    while (read(rd->bell_fd, buf, sizeof buf) == (ssize_t)sizeof buf)
+        ;
+}
+
+/* ---- writers
+ * ------------------------------------------------------------------ */
+
+/* Takes a free lane and writes a new nonce into it. */
+static int
+take_lane(struct mbx__writer *w)
+{
+    struct mbx__ring_hdr *h = w->ring.hdr;
+    uint32_t start = (uint32_t)getpid() % MBX__RING_LANES;
+    for (uint32_t i = 0; i < MBX__RING_LANES; i++) {
+        uint32_t lane = (start + i) % MBX__RING_LANES;
+        int rc = lock_byte(w->fd, 1 + (off_t)lane, F_WRLCK);
+        if (rc == -EAGAIN || rc == -EACCES)
+            continue;
+        if (rc < 0)
+            return rc;
+        uint32_t nonce = atomic_load(&h->lane_nonce[lane]) + 1;
+        if (nonce == 0)
+            nonce = 1;
+        atomic_store(&h->lane_nonce[lane], nonce);
+        w->lane = lane;
+        w->token = mbx__ring_token(lane, nonce);
+        return 0;
+    }
+    return MBX_EAGAIN;
+}
+
+int
+mbx__writer_open(struct mbx__writer **out, const char *name)
+{
+    struct mbx__writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return MBX_ENOMEM;
+    w->bell_fd = -1;
+    w->fork_gen = mbx__fork_generation;
+    mbx__rundir_file_name(name, ".ring", w->file);
+    int rc = 0, dirfd = mbx__rundir_open();
+    if (dirfd < 0) {
+        free(w);
+        return dirfd == MBX_EPERM ? MBX_EPERM : MBX_ENOENT;
+    }
+    w->fd = openat(dirfd, w->file, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    close(dirfd);
+    if (w->fd < 0)
+        rc = errno == EACCES || errno == ELOOP ? MBX_EPERM : MBX_ENOENT;
+    if (rc == 0 && map_ring(w->fd, &w->ring, &w->map, &w->map_size) < 0)
+        rc = MBX_ENOENT; /* half-built or not a ring: nobody to write to */
+    if (rc == 0 && (strncmp(w->ring.hdr->name, name, MBX_NAME_MAX + 1) != 0 ||
+                    !mbx__writer_reader_alive(w, true)))
+        rc = MBX_ENOENT;
+    if (rc == 0)
+        rc = take_lane(w);
+    if (rc < 0) {
+        mbx__writer_close(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+void
+mbx__writer_close(struct mbx__writer *w)
+{
+    if (!w)
+        return;
+    if (w->map)
+        munmap(w->map, w->map_size);
+    mbx__fd_close(w->fd);
+    mbx__fd_close(w->bell_fd);
+    free(w);
+}
+
+bool
+mbx__writer_reader_alive(struct mbx__writer *w, bool now_please)
+{
+    if (atomic_load(&w->ring.hdr->state) != MBX__RING_LIVE)
+        return false;
+    int64_t now = mbx__now_ns();
+    if (!now_please && now - w->checked < ALIVE_CHECK_NS)
+        return true;
+    if (!byte_held_elsewhere(w->fd, 0))
+        return false;
+    w->checked = now;
+    return true;
+}
+
+/* mbx__holder_dead_fn: a lock holder is gone when its lane has a new
+ * nonce or nobody holds the lane any more. */
+static bool
+holder_dead(void *ctx, uint64_t token)
+{
+    struct mbx__writer *w = ctx;
+    uint32_t lane = (uint32_t)token, nonce = (uint32_t)(token >> 32);
+    if (token == w->token)
+        return false; /* another thread of this process */
+    if (lane >= MBX__RING_LANES)
+        return true; /* not a token any writer could hold */
+    if (atomic_load(&w->ring.hdr->lane_nonce[lane]) != nonce)
+        return true;
+    return !byte_held_elsewhere(w->fd, 1 + (off_t)lane);
+}
+
+static bool
+reader_alive_now(void *ctx)
+{
+    return mbx__writer_reader_alive(ctx, true);
+}
+
+/* Rings the reader's doorbell: it waits in poll for the next record. */
+static void
+ring_bell(struct mbx__writer *w)
+{
+    if (w->bell_fd < 0) {
+        char bell[MBX__FILE_NAME_MAX];
+        size_t n = strlen(w->file) - strlen(".ring");
+        snprintf(bell, sizeof bell, "%.*s.bell", (int)n, w->file);
+        int dirfd = mbx__rundir_open();
+        if (dirfd < 0)
+            return;
+        w->bell_fd =
+            openat(dirfd, bell, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+        close(dirfd);
+        if (w->bell_fd < 0)
+            return;
+    }
+    /* A full pipe is already readable: nothing lost by ignoring EAGAIN. */
+    ssize_t n;
+    do
+        n = write(w->bell_fd, "", 1);
+    while (n < 0 && errno == EINTR);
+}
+
+int
+mbx__writer_put(struct mbx__writer *w, const struct mbx__rec_view *v,
+                int64_t deadline)
+{
+    if (!mbx__writer_reader_alive(w, false))
+        return MBX_ENOENT;
+    int rc = mbx__ring_put(&w->ring, w->token, v, deadline, holder_dead,
+                           reader_alive_now, w);
+    if (rc == 0 && mbx__ring_disarm(&w->ring))
+        ring_bell(w);
+    return rc;
+}
