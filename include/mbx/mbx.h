@@ -162,7 +162,7 @@ MBX_API int mbx_create(mbx_id *out, const mbx_opts *opts);
  * mbx_recv, a blocking mbx_send or mbx_call on it returns MBX_ECLOSED, its
  * queued messages are freed (queued call requests make their callers return
  * MBX_ECLOSED), monitors get their "DOWN" message, and later use of the id
- * gives MBX_ENOENT. The eventfd made by mbx_fd is closed: take it out of
+ * gives MBX_ENOENT. The fd made by mbx_fd is closed: take it out of
  * event loops first. Any thread may destroy; when several try, one gets 0
  * and the others MBX_ENOENT. Returns 0 or MBX_ENOENT. */
 MBX_API int mbx_destroy(mbx_id id);
@@ -181,7 +181,8 @@ MBX_API int mbx_register(mbx_id id, const char *name);
  * bad name. */
 MBX_API int mbx_unregister(const char *name);
 
-/* Looks a name up. Returns 0 and the id in *out, or MBX_ENOENT. */
+/* Looks a name up. A host name ("//./x") gives the mailbox of this process
+ * that reads it. Returns 0 and the id in *out, or MBX_ENOENT. */
 MBX_API int mbx_whereis(const char *name, mbx_id *out);
 
 /* Sends *m to the mailbox `to`. On success the mailbox owns the message and
@@ -241,9 +242,11 @@ MBX_API int mbx_reply(mbx_msg *req, mbx_msg **reply);
  * poll/epoll/libuv/libevent. Level-triggered: after readiness, receive with
  * timeout 0 until MBX_EAGAIN. Messages set aside by mbx_recv_kind count as
  * pending. Created on the first call (later calls return the same fd); it
- * costs nothing until then. Owned by the mailbox: do not close or read it;
- * mbx_destroy closes it. Returns the fd, MBX_ENOENT, or MBX_ENOMEM (no
- * memory or no file descriptor left). */
+ * costs nothing until then. It is an epoll set (two fds are used), so that
+ * messages from other processes to a host name of the mailbox make it
+ * readable too. Owned by the mailbox: do not close or read it; mbx_destroy
+ * closes it. Returns the fd, MBX_ENOENT, or MBX_ENOMEM (no memory or no
+ * file descriptor left). */
 MBX_API int mbx_fd(mbx_id id);
 
 /* Monitors `target`: when it is destroyed, `watcher` receives a message of

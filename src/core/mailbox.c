@@ -837,13 +837,17 @@ mbx_destroy(mbx_id id)
     struct mbx__box *b = (gen & 1) ? mbx__box_slot(id) : NULL;
     if (!b || !atomic_compare_exchange_strong(&b->gen, &gen, gen + 1))
         return MBX_ENOENT;
+    /* Writers in other processes (or this one, once the registry forgets
+     * the name) must find the host name gone before the feed is freed. */
+    struct mbx__feed *f = atomic_load(&b->feed);
+    if (f)
+        f->ops->release(f);
     /* From here every new operation fails. Whoever is parked counted
      * itself in before checking the generation, so reading the counts
      * after changing it finds every thread that needs waking. */
     if (atomic_load(&b->waiters)) {
         /* Parked on the feed's word or, if they looked before it came, on
-         * the mailbox's own: wake both. The feed is alive: we hold it. */
-        struct mbx__feed *f = atomic_load(&b->feed);
+         * the mailbox's own: wake both. The feed is alive: we free it. */
         if (f)
             f->ops->wake(f);
         atomic_fetch_add(&b->seq, 1);
@@ -857,7 +861,7 @@ mbx_destroy(mbx_id id)
     /* Receivers check the generation under the consumer lock: once we hold
      * it, none is inside the queue. */
     mbx__lock_take(&b->cons_lock);
-    struct mbx__feed *f = atomic_exchange(&b->feed, NULL);
+    f = atomic_exchange(&b->feed, NULL);
     discard_queued(b);
     mbx__fd_close(atomic_exchange(&b->poll_fd, -1));
     mbx__fd_close(atomic_exchange(&b->fd, -1));

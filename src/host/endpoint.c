@@ -201,8 +201,6 @@ mbx__reader_open(struct mbx__reader **out, const char *name,
         rc = take_name(rd, dirfd, tmp);
     if (rc < 0) {
         unlinkat(dirfd, tmp, 0);
-        rd->dev = 0; /* nothing of ours is at the name */
-        rd->ino = 0;
         close(dirfd);
         if (rd->map)
             munmap(rd->map, rd->map_size);
@@ -237,11 +235,11 @@ mbx__reader_release_name(struct mbx__reader *rd)
         /* We still hold the lock, so the file at the name is ours unless
          * the directory itself was changed under us. */
         unlink_if_ours(dirfd, rd->file, rd->dev, rd->ino);
-        if (rd->bell_fd >= 0) {
-            char bell[MBX__FILE_NAME_MAX];
-            mbx__rundir_file_name(rd->name, ".bell", bell);
-            unlinkat(dirfd, bell, 0);
-        }
+        /* The doorbell goes too, ours or one a dead reader left: while we
+         * hold the name nobody else rings it. */
+        char bell[MBX__FILE_NAME_MAX];
+        mbx__rundir_file_name(rd->name, ".bell", bell);
+        unlinkat(dirfd, bell, 0);
         close(dirfd);
     }
     rd->dev = 0;
@@ -346,7 +344,7 @@ mbx__writer_open(struct mbx__writer **out, const char *name)
     struct mbx__writer *w = calloc(1, sizeof *w);
     if (!w)
         return MBX_ENOMEM;
-    w->bell_fd = -1;
+    atomic_init(&w->bell_fd, -1);
     w->fork_gen = mbx__fork_generation;
     mbx__rundir_file_name(name, ".ring", w->file);
     int rc = 0, dirfd = mbx__rundir_open();
@@ -381,7 +379,7 @@ mbx__writer_close(struct mbx__writer *w)
     if (w->map)
         munmap(w->map, w->map_size);
     mbx__fd_close(w->fd);
-    mbx__fd_close(w->bell_fd);
+    mbx__fd_close(atomic_load(&w->bell_fd));
     free(w);
 }
 
@@ -391,11 +389,13 @@ mbx__writer_reader_alive(struct mbx__writer *w, bool now_please)
     if (atomic_load(&w->ring.hdr->state) != MBX__RING_LIVE)
         return false;
     int64_t now = mbx__now_ns();
-    if (!now_please && now - w->checked < ALIVE_CHECK_NS)
+    if (!now_please &&
+        now - atomic_load_explicit(&w->checked, memory_order_relaxed) <
+            ALIVE_CHECK_NS)
         return true;
     if (!byte_held_elsewhere(w->fd, 0))
         return false;
-    w->checked = now;
+    atomic_store_explicit(&w->checked, now, memory_order_relaxed);
     return true;
 }
 
@@ -421,27 +421,42 @@ reader_alive_now(void *ctx)
     return mbx__writer_reader_alive(ctx, true);
 }
 
+/* Opens the write end of the reader's doorbell, once per connection.
+ * Returns the fd or -1. */
+static int
+bell_of(struct mbx__writer *w)
+{
+    int fd = atomic_load(&w->bell_fd);
+    if (fd >= 0)
+        return fd;
+    char bell[MBX__FILE_NAME_MAX];
+    size_t n = strlen(w->file) - strlen(".ring");
+    snprintf(bell, sizeof bell, "%.*s.bell", (int)n, w->file);
+    int dirfd = mbx__rundir_open();
+    if (dirfd < 0)
+        return -1;
+    /* ENXIO (nobody has it open for reading) leaves nobody to wake. */
+    fd = openat(dirfd, bell, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+    close(dirfd);
+    int none = -1;
+    if (fd >= 0 && !atomic_compare_exchange_strong(&w->bell_fd, &none, fd)) {
+        close(fd); /* another thread was first */
+        fd = none;
+    }
+    return fd;
+}
+
 /* Rings the reader's doorbell: it waits in poll for the next record. */
 static void
 ring_bell(struct mbx__writer *w)
 {
-    if (w->bell_fd < 0) {
-        char bell[MBX__FILE_NAME_MAX];
-        size_t n = strlen(w->file) - strlen(".ring");
-        snprintf(bell, sizeof bell, "%.*s.bell", (int)n, w->file);
-        int dirfd = mbx__rundir_open();
-        if (dirfd < 0)
-            return;
-        w->bell_fd =
-            openat(dirfd, bell, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
-        close(dirfd);
-        if (w->bell_fd < 0)
-            return;
-    }
+    int fd = bell_of(w);
+    if (fd < 0)
+        return;
     /* A full pipe is already readable: nothing lost by ignoring EAGAIN. */
     ssize_t n;
     do
-        n = write(w->bell_fd, "", 1);
+        n = write(fd, "", 1);
     while (n < 0 && errno == EINTR);
 }
 

@@ -62,17 +62,18 @@ int mbx__reader_bell(struct mbx__reader *rd);
 /* Empties the doorbell. */
 void mbx__reader_bell_drain(struct mbx__reader *rd);
 
-/* A writer's connection to a ring. */
+/* A writer's connection to a ring. The threads of a process may share
+ * one (host.c's cache does). */
 struct mbx__writer {
     struct mbx__ring ring;
     void *map;
     size_t map_size;
-    int fd;            /* the ring file; holds our lane's lock */
-    int bell_fd;       /* the doorbell's write end, -1 until needed */
-    uint32_t lane;     /* our lane, and the nonce we wrote into it */
-    uint64_t token;    /* our writers'-lock token */
-    int64_t checked;   /* when the reader was last found alive */
-    unsigned fork_gen; /* mbx__fork_generation when opened */
+    int fd;                  /* the ring file; holds our lane's lock */
+    _Atomic int bell_fd;     /* the doorbell's write end, -1 until needed */
+    uint32_t lane;           /* our lane, and the nonce we wrote into it */
+    uint64_t token;          /* our writers'-lock token */
+    _Atomic int64_t checked; /* when the reader was last found alive */
+    unsigned fork_gen;       /* mbx__fork_generation when opened */
     char file[MBX__FILE_NAME_MAX];
 };
 
