@@ -196,6 +196,12 @@ mbx_whereis(const char *name, mbx_id *out)
     if ((name[0] == '/' || name[0] == '\\') && parse_name(name, &a, key) == 0 &&
         a.scope == MBX__SCOPE_HOST)
         name = key;
+    return mbx__registry_lookup(name, out);
+}
+
+int
+mbx__registry_lookup(const char *name, mbx_id *out)
+{
     int rc = MBX_ENOENT;
     pthread_rwlock_rdlock(&reg_lock);
     struct mbx__name **p = find_slot(name, hash_name(name));

@@ -8,6 +8,9 @@
  * files its names as "//./NAME". Returns 0, MBX_EEXIST or MBX_ENOMEM. */
 int mbx__registry_insert(struct mbx__box *b, mbx_id id, const char *key);
 
+/* Looks `key` up as it is spelled. Returns 0 and *out, or MBX_ENOENT. */
+int mbx__registry_lookup(const char *key, mbx_id *out);
+
 /* Removes `key`. Returns 0 or MBX_ENOENT. */
 int mbx__registry_remove(const char *key);
 

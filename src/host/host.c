@@ -43,6 +43,9 @@ struct ring_feed {
     struct mbx__reader *rd;
 };
 
+/* Rings this process reads (attached to a mailbox). */
+static _Atomic unsigned rings_read;
+
 static struct mbx__reader *
 reader_of(struct mbx__feed *f)
 {
@@ -146,6 +149,14 @@ feed_close(struct mbx__feed *f)
     free(f);
 }
 
+/* Closes an attached feed: the mailbox is being destroyed. */
+static void
+feed_close_attached(struct mbx__feed *f)
+{
+    atomic_fetch_sub(&rings_read, 1);
+    feed_close(f);
+}
+
 static const struct mbx__feed_ops ring_feed_ops = {
     .pending = feed_pending,
     .pump = feed_pump,
@@ -154,7 +165,7 @@ static const struct mbx__feed_ops ring_feed_ops = {
     .arm = feed_arm,
     .disown = feed_disown,
     .release = feed_release,
-    .close = feed_close,
+    .close = feed_close_attached,
 };
 
 int
@@ -208,8 +219,12 @@ attach_ring(struct mbx__box *b, mbx_id id, const char *name,
     mbx__host_key(name, key);
     /* The registry entry lets this process send to the name directly. */
     rc = mbx__registry_insert(b, id, key);
-    if (rc == 0 && (rc = mbx__box_attach_feed(b, &f->feed)) < 0)
+    if (rc == 0)
+        atomic_fetch_add(&rings_read, 1);
+    if (rc == 0 && (rc = mbx__box_attach_feed(b, &f->feed)) < 0) {
         mbx__registry_remove(key);
+        atomic_fetch_sub(&rings_read, 1);
+    }
     if (rc < 0)
         feed_close(&f->feed);
     return rc;
@@ -367,13 +382,16 @@ put_to(const char *name, const struct mbx__rec_view *v, int64_t deadline,
     }
 }
 
-/* The id of the mailbox of this process that reads `name`, if any. */
+/* The id of the mailbox of this process that reads `name`, if any. Most
+ * processes that write read nothing: they skip the look-up. */
 static bool
 read_here(const char *name, mbx_id *id)
 {
+    if (!atomic_load_explicit(&rings_read, memory_order_relaxed))
+        return false;
     char key[MBX__HOST_ADDRESS_MAX];
     mbx__host_key(name, key);
-    return mbx_whereis(key, id) == 0;
+    return mbx__registry_lookup(key, id) == 0;
 }
 
 int
