@@ -938,6 +938,12 @@ mbx__box_attach_feed(struct mbx__box *b, struct mbx__feed *f)
             f->ops->arm(f);
     }
     if (rc == 0) {
+        /* The feed's producers are other processes, which may run on other
+         * CPUs even when this one is pinned to a single CPU: spinning pays
+         * off whenever the machine has more than one. */
+        if (mbx__cpu_count_online() > 1)
+            atomic_store_explicit(&b->spin_ns, SPIN_MAX_NS,
+                                  memory_order_relaxed);
         atomic_store(&b->feed, f);
         /* Receivers parked on the mailbox's own word before the feed came
          * would not hear the feed's producers: send them round again. */

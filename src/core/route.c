@@ -5,17 +5,39 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/address.h"
 #include "core/mailbox.h"
 #include "host/host.h"
+
+/* The address each thread parsed last, and what it parsed to: parsing is
+ * pure, and a stream of sends usually goes to one address. */
+static _Thread_local char last_text[MBX_NAME_MAX + 1];
+static _Thread_local struct mbx__address last_parsed;
+
+/* Parses an address (or recalls the thread's last parse of it). */
+static int
+parse(const char *address, struct mbx__address *a)
+{
+    if (address && last_text[0] && strcmp(address, last_text) == 0) {
+        *a = last_parsed;
+        return 0;
+    }
+    int rc = mbx__address_parse(address, a);
+    if (rc == 0 && strlen(address) <= MBX_NAME_MAX) {
+        strcpy(last_text, address);
+        last_parsed = *a;
+    }
+    return rc;
+}
 
 /* Parses an address and, for this process's scopes, resolves it to a
  * mailbox id. Returns 0, or an error; a->scope says which layer. */
 static int
 resolve(const char *address, struct mbx__address *a, mbx_id *out)
 {
-    int rc = mbx__address_parse(address, a);
+    int rc = parse(address, a);
     if (rc < 0)
         return rc;
     switch (a->scope) {

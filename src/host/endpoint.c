@@ -119,8 +119,8 @@ static void
 bury_old_ring(int fd)
 {
     struct mbx__ring r;
-    void *map;
-    size_t size;
+    void *map = NULL;
+    size_t size = 0;
     if (map_ring(fd, &r, &map, &size) < 0)
         return; /* not a ring: nobody can be attached to it */
     atomic_store(&r.hdr->state, MBX__RING_DEAD);
@@ -388,7 +388,7 @@ mbx__writer_reader_alive(struct mbx__writer *w, bool now_please)
 {
     if (atomic_load(&w->ring.hdr->state) != MBX__RING_LIVE)
         return false;
-    int64_t now = mbx__now_ns();
+    int64_t now = mbx__coarse_now_ns();
     if (!now_please &&
         now - atomic_load_explicit(&w->checked, memory_order_relaxed) <
             ALIVE_CHECK_NS)

@@ -107,6 +107,8 @@ feed_pump(struct mbx__feed *f, struct mbx__box *b, size_t max)
         mbx__box_inbox_append(b, m);
         n++;
     }
+    /* Room goes back to writers once per batch. */
+    mbx__ring_commit(&rd->ring);
     return n;
 }
 
@@ -252,8 +254,9 @@ mbx_register_host(mbx_id id, const char *name, const mbx_host_opts *opts)
 struct cached_writer {
     struct cached_writer *next;
     struct mbx__writer *w;
-    unsigned users; /* threads using w now; guarded by cache_lock */
-    bool stale;     /* the reader is gone: close when the last user leaves */
+    unsigned users;     /* threads using w now; guarded by cache_lock */
+    _Atomic bool stale; /* the reader is gone: close when the last user
+                         * leaves; set under cache_lock */
     char name[];
 };
 
@@ -358,6 +361,53 @@ view_of(const mbx_msg *m, const char *from)
     };
 }
 
+/* Each thread keeps the connection it used last, counted in, so that a
+ * stream of sends to one name takes no lock. */
+static _Thread_local struct cached_writer *last_used;
+static _Thread_local unsigned last_used_fork_gen;
+
+/* As writer_get, through the thread's last connection when it fits. */
+static int
+writer_get_fast(const char *name, struct cached_writer **out)
+{
+    struct cached_writer *c = last_used;
+    if (c && last_used_fork_gen == mbx__fork_generation &&
+        !atomic_load_explicit(&c->stale, memory_order_relaxed) &&
+        strcmp(c->name, name) == 0) {
+        *out = c;
+        return 0;
+    }
+    /* In a child after fork, the parent's connection is not ours to put
+     * back: forget it. */
+    if (c && last_used_fork_gen == mbx__fork_generation)
+        writer_put_back(c, false);
+    last_used = NULL;
+    int rc = writer_get(name, &c);
+    if (rc < 0)
+        return rc;
+    /* One count for the thread's keeping, one for this use. */
+    pthread_mutex_lock(&cache_lock);
+    c->users++;
+    pthread_mutex_unlock(&cache_lock);
+    last_used = c;
+    last_used_fork_gen = mbx__fork_generation;
+    *out = c;
+    return 0;
+}
+
+/* Ends a use begun by writer_get_fast. */
+static void
+writer_done(struct cached_writer *c, bool gone)
+{
+    if (!gone && c == last_used)
+        return; /* the thread's count keeps it */
+    if (gone && c == last_used) {
+        last_used = NULL;
+        writer_put_back(c, false); /* the thread's count */
+    }
+    writer_put_back(c, gone);
+}
+
 /* Writes a record to the reader of `name`, reconnecting once if the cached
  * connection's reader has gone (a new one may have the name now).
  * `awaiting`: when non-zero, refuse (MBX_ENOENT) unless the ring waits for
@@ -368,7 +418,7 @@ put_to(const char *name, const struct mbx__rec_view *v, int64_t deadline,
 {
     for (int attempt = 0;; attempt++) {
         struct cached_writer *c;
-        int rc = writer_get(name, &c);
+        int rc = writer_get_fast(name, &c);
         if (rc < 0)
             return rc;
         if (awaiting && atomic_load(&c->w->ring.hdr->awaiting_corr) != awaiting)
@@ -376,7 +426,7 @@ put_to(const char *name, const struct mbx__rec_view *v, int64_t deadline,
         else
             rc = mbx__writer_put(c->w, v, deadline);
         bool gone = rc == MBX_ENOENT && !mbx__writer_reader_alive(c->w, true);
-        writer_put_back(c, gone);
+        writer_done(c, gone);
         if (!gone || attempt == 1)
             return rc;
     }

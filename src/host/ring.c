@@ -51,7 +51,7 @@ mbx__ring_init(struct mbx__ring *r, void *base, uint64_t data_size,
     r->hdr = h;
     r->data = (unsigned char *)base + MBX__RING_HDR_SIZE;
     r->mask = data_size - 1;
-    r->peeked_to = 0;
+    r->rhead = r->rtail = r->peeked_to = r->consumed = 0;
 }
 
 int
@@ -68,7 +68,8 @@ mbx__ring_attach(struct mbx__ring *r, void *base, size_t map_size)
     r->hdr = h;
     r->data = (unsigned char *)base + MBX__RING_HDR_SIZE;
     r->mask = size - 1;
-    r->peeked_to = 0;
+    r->rhead = r->rtail = r->peeked_to = atomic_load(&h->head);
+    r->consumed = 0;
     return 0;
 }
 
@@ -152,12 +153,18 @@ try_append(struct mbx__ring *r, uint64_t size, const struct mbx__rec_view *v)
 {
     struct mbx__ring_hdr *h = r->hdr;
     uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
     uint64_t off = tail & r->mask;
     uint64_t to_end = data_size_of(r) - off;
     uint64_t pad = size > to_end ? to_end : 0;
-    if (tail - head + pad + size > data_size_of(r))
-        return false;
+    /* The reader's head only moves forward: a stale view of it can only
+     * understate the room, so it is read again only when it seems short. */
+    uint64_t head = atomic_load_explicit(&h->head_seen, memory_order_relaxed);
+    if (tail - head + pad + size > data_size_of(r)) {
+        head = atomic_load_explicit(&h->head, memory_order_acquire);
+        atomic_store_explicit(&h->head_seen, head, memory_order_relaxed);
+        if (tail - head + pad + size > data_size_of(r))
+            return false;
+    }
     if (pad) {
         struct mbx__rec filler = {.size = (uint32_t)pad, .type = MBX__REC_PAD};
         memcpy(r->data + off, &filler, 8); /* size and type are enough */
@@ -185,8 +192,7 @@ await_room(struct mbx__ring *r, uint64_t size, int64_t deadline)
     uint32_t s = atomic_load(&h->space_seq);
     atomic_fetch_add(&h->space_waiters, 1);
     int rc = 0;
-    uint64_t used = atomic_load(&h->tail) - atomic_load(&h->head);
-    if (used + 2 * size > data_size_of(r)) /* room for it and a pad */
+    if (mbx__ring_full_for(r, size))
         rc = mbx__futex_wait_shared(&h->space_seq, s, until);
     atomic_fetch_sub(&h->space_waiters, 1);
     if (rc == MBX_ETIMEDOUT && until < deadline)
@@ -253,7 +259,9 @@ drop_malformed(struct mbx__ring *r, uint64_t tail)
 {
     struct mbx__ring_hdr *h = r->hdr;
     atomic_fetch_add(&h->dropped, 1);
+    r->rhead = r->rtail = tail;
     atomic_store(&h->gets, atomic_load(&h->puts));
+    r->consumed = 0;
     atomic_store(&h->head, tail);
     mbx__ring_wake_writers(r);
 }
@@ -262,10 +270,9 @@ drop_malformed(struct mbx__ring *r, uint64_t tail)
 static bool
 record_ok(const struct mbx__rec *rec)
 {
-    if (rec->type != MBX__REC_MSG || rec->size < sizeof *rec)
-        return false;
     /* kind_len and from_len are bytes: within their limits by type. */
-    if (rec->role > MBX__CALL_ENDED)
+    if (rec->type != MBX__REC_MSG || rec->size < sizeof *rec ||
+        rec->role > MBX__CALL_ENDED)
         return false;
     return mbx__ring_record_size(rec->kind_len, rec->from_len, rec->body_len) ==
            rec->size;
@@ -274,12 +281,16 @@ record_ok(const struct mbx__rec *rec)
 bool
 mbx__ring_peek(struct mbx__ring *r, struct mbx__rec_view *v)
 {
-    struct mbx__ring_hdr *h = r->hdr;
     for (;;) {
-        uint64_t head = atomic_load_explicit(&h->head, memory_order_relaxed);
-        uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-        if (head == tail)
-            return false;
+        uint64_t head = r->rhead;
+        if (head == r->rtail) {
+            /* tail is read once per batch, not per record. */
+            r->rtail =
+                atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+            if (head == r->rtail)
+                return false;
+        }
+        uint64_t tail = r->rtail;
         uint64_t off = head & r->mask, to_end = data_size_of(r) - off;
         struct mbx__rec rec = {0};
         /* One copy of the header: a misbehaving writer may change the ring
@@ -291,7 +302,7 @@ mbx__ring_peek(struct mbx__ring *r, struct mbx__rec_view *v)
             return false;
         }
         if (rec.type == MBX__REC_PAD && rec.size == to_end) {
-            atomic_store(&h->head, head + rec.size);
+            r->rhead = head + rec.size;
             continue;
         }
         if (!record_ok(&rec)) {
@@ -318,16 +329,27 @@ mbx__ring_peek(struct mbx__ring *r, struct mbx__rec_view *v)
 void
 mbx__ring_consume(struct mbx__ring *r)
 {
+    r->rhead = r->peeked_to;
+    r->consumed++;
+}
+
+void
+mbx__ring_commit(struct mbx__ring *r)
+{
     struct mbx__ring_hdr *h = r->hdr;
-    atomic_store_explicit(
-        &h->gets, atomic_load_explicit(&h->gets, memory_order_relaxed) + 1,
-        memory_order_relaxed);
+    if (atomic_load_explicit(&h->head, memory_order_relaxed) == r->rhead)
+        return;
+    atomic_store_explicit(&h->gets,
+                          atomic_load_explicit(&h->gets, memory_order_relaxed) +
+                              r->consumed,
+                          memory_order_relaxed);
+    r->consumed = 0;
     /* Sequentially consistent: writers count themselves in as waiters
      * before they look at head, and we look at the count after this. */
-    atomic_store(&h->head, r->peeked_to);
+    atomic_store(&h->head, r->rhead);
     if (!atomic_load(&h->space_waiters))
         return;
-    uint64_t used = atomic_load(&h->tail) - r->peeked_to;
+    uint64_t used = r->rtail - r->rhead;
     /* A wake-up costs more than a record: wake writers once a quarter of
      * the ring is free, or when it is empty. */
     if (used == 0 || data_size_of(r) - used >= data_size_of(r) / 4)
@@ -347,6 +369,8 @@ mbx__ring_wake_writers(struct mbx__ring *r)
 bool
 mbx__ring_pending(const struct mbx__ring *r)
 {
+    /* Only shared fields: any thread of the reader's process may ask while
+     * one of them reads a batch (and publishes head when done). */
     return atomic_load(&r->hdr->tail) != atomic_load(&r->hdr->head);
 }
 
@@ -369,6 +393,10 @@ mbx__ring_used_bytes(const struct mbx__ring *r)
 bool
 mbx__ring_full_for(const struct mbx__ring *r, uint64_t size)
 {
-    /* A record may need padding to the end first: count the worst case. */
-    return mbx__ring_used_bytes(r) + 2 * size > data_size_of(r);
+    uint64_t tail = atomic_load(&r->hdr->tail);
+    uint64_t used = mbx__ring_used_bytes(r);
+    uint64_t to_end = data_size_of(r) - (tail & r->mask);
+    /* A record that does not fit before the end needs a pad up to it. */
+    uint64_t pad = size > to_end ? to_end : 0;
+    return used + pad + size > data_size_of(r);
 }

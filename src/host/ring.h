@@ -61,19 +61,27 @@ struct mbx__ring_hdr {
     uint32_t pad0;
     _Atomic uint64_t awaiting_corr; /* reply rings: the call waited for */
 
-    /* Writers: the lock, the tail, room waits and counters. */
+    /* Writers only: the lock and what it guards. With one busy writer
+     * this line never leaves its core. */
     _Alignas(64) _Atomic uint64_t wlock; /* 0, or holder lane | nonce << 32 */
-    _Atomic uint64_t tail;               /* position after the last record */
+    _Atomic uint64_t head_seen;          /* head as writers last read it */
     _Atomic uint64_t puts;               /* records published */
-    _Atomic uint32_t space_seq;          /* futex: room appeared */
-    _Atomic uint32_t space_waiters;      /* writers parked on space_seq */
     _Atomic uint64_t full;               /* puts refused or timed out: full */
     _Atomic uint64_t broken_locks;       /* locks taken from dead writers */
 
-    /* The reader's progress. */
+    /* The hand-over point: written by writers per record, read by the
+     * reader once per batch. */
+    _Alignas(64) _Atomic uint64_t tail; /* position after the last record */
+
+    /* The reader's progress: written once per batch, read by writers only
+     * when the ring looks full to them. */
     _Alignas(64) _Atomic uint64_t head; /* position of the next record */
     _Atomic uint64_t gets;              /* records consumed */
     _Atomic uint64_t dropped;           /* malformed records skipped */
+
+    /* Writers waiting for room: written only when one parks. */
+    _Alignas(64) _Atomic uint32_t space_seq; /* futex: room appeared */
+    _Atomic uint32_t space_waiters;          /* writers parked on space_seq */
 
     /* The reader's waiting state: written only when it parks or arms. */
     _Alignas(64) _Atomic uint32_t rd_seq; /* futex: a record arrived */
@@ -89,8 +97,10 @@ struct mbx__ring_hdr {
 
 _Static_assert(sizeof(struct mbx__ring_hdr) <= MBX__RING_HDR_SIZE,
                "the ring header fits its two pages");
-_Static_assert(offsetof(struct mbx__ring_hdr, wlock) == 64,
-               "the writers' line starts the second cache line");
+_Static_assert(offsetof(struct mbx__ring_hdr, wlock) == 64 &&
+                   offsetof(struct mbx__ring_hdr, tail) == 128 &&
+                   offsetof(struct mbx__ring_hdr, head) == 192,
+               "writers' line, tail and head each have a cache line");
 
 /* Record types. */
 enum mbx__rec_type {
@@ -120,8 +130,13 @@ _Static_assert(MBX_KIND_MAX <= UINT8_MAX && MBX_NAME_MAX <= UINT8_MAX,
 struct mbx__ring {
     struct mbx__ring_hdr *hdr;
     unsigned char *data;
-    uint64_t mask;      /* data_size - 1 */
-    uint64_t peeked_to; /* reader: head after the record last peeked */
+    uint64_t mask; /* data_size - 1 */
+    /* The reader's private view: it publishes head and gets once per
+     * batch (mbx__ring_commit), not per record. */
+    uint64_t rhead;     /* next record to read */
+    uint64_t rtail;     /* tail as last read */
+    uint64_t peeked_to; /* rhead after the record last peeked */
+    uint64_t consumed;  /* records consumed since the last commit */
 };
 
 /* What a record carries, as the writer gives it and the reader finds it.
@@ -173,11 +188,16 @@ int mbx__ring_put(struct mbx__ring *r, uint64_t token,
  * fills *v, or false when the ring is empty. */
 bool mbx__ring_peek(struct mbx__ring *r, struct mbx__rec_view *v);
 
-/* Reader: consumes the record last returned by mbx__ring_peek and wakes
- * writers waiting for room. */
+/* Reader: consumes the record last returned by mbx__ring_peek. Its room
+ * goes back to writers at the next mbx__ring_commit. */
 void mbx__ring_consume(struct mbx__ring *r);
 
-/* True when records may be waiting (tail moved past head). Any process. */
+/* Reader: publishes what was consumed since the last commit and wakes
+ * writers waiting for room. */
+void mbx__ring_commit(struct mbx__ring *r);
+
+/* True when records may be waiting (tail is past the published head). Any
+ * thread. */
 bool mbx__ring_pending(const struct mbx__ring *r);
 
 /* Records waiting and bytes in use (a snapshot). */

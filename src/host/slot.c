@@ -100,13 +100,14 @@ become_reader(mbx_slot *s)
     return 0;
 }
 
-/* Connects s->w to the reader, or reconnects it when its reader is gone
- * (a new one may hold the name) or it was inherited across fork. */
+/* Connects s->w to the reader, or reconnects it when its ring is no
+ * longer live (a new reader may hold the name) or it was inherited across
+ * fork. (Whether the reader still lives is the put's question.) */
 static int
 connect_writer(mbx_slot *s)
 {
     if (s->w && (s->w->fork_gen != mbx__fork_generation ||
-                 !mbx__writer_reader_alive(s->w, false))) {
+                 atomic_load(&s->w->ring.hdr->state) != MBX__RING_LIVE)) {
         mbx__writer_close(s->w);
         s->w = NULL;
     }

@@ -15,6 +15,10 @@
 /* Nanoseconds on the monotonic clock. */
 int64_t mbx__now_ns(void);
 
+/* The monotonic clock at the kernel's tick resolution (a few ms): cheaper
+ * to read, for checks that only need to happen "every so often". */
+int64_t mbx__coarse_now_ns(void);
+
 /* The deadline for timeout_ms from now: MBX__NEVER for a negative timeout,
  * 0 (already passed: "do not block") for a zero timeout. */
 int64_t mbx__deadline(int timeout_ms);
@@ -48,6 +52,10 @@ mbx__cpu_relax(void)
 
 /* Number of CPUs this process may run on (at least 1). */
 int mbx__cpu_count(void);
+
+/* Number of CPUs online on the machine (at least 1): what other processes
+ * may run on, whatever this one is pinned to. */
+int mbx__cpu_count_online(void);
 
 /* A non-blocking, close-on-exec eventfd. Returns the fd, or MBX_ENOMEM when
  * the kernel has no memory or the process no file descriptor left. */

@@ -23,6 +23,14 @@ mbx__now_ns(void)
 }
 
 int64_t
+mbx__coarse_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t
 mbx__deadline(int timeout_ms)
 {
     if (timeout_ms < 0)
@@ -89,6 +97,12 @@ mbx__cpu_count(void)
         int n = CPU_COUNT(&set);
         return n > 0 ? n : 1;
     }
+    return mbx__cpu_count_online();
+}
+
+int
+mbx__cpu_count_online(void)
+{
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
