@@ -5,8 +5,10 @@
 #   bash tests/cli/examples.sh <build-dir> [name...]
 #
 # Each example runs under a time limit (MBX_EXAMPLE_TIMEOUT seconds, default
-# 60). The last line is "N passed, N failed"; the exit status is non-zero if
-# any example failed.
+# 60). Host mailslots live in a fresh MBX_RUNTIME_DIR per example, under a
+# temporary directory, so the examples neither see nor disturb the user's
+# mailslots (or another run of this script). The last line is
+# "N passed, N failed"; the exit status is non-zero if any example failed.
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
@@ -67,7 +69,10 @@ for name in "${names[@]}"; do
     fail "$name" "no expected output $want"
     continue
   fi
-  timeout --kill-after=5 "$limit" "$exe" >"$work/stdout" 2>"$work/stderr"
+  rundir=$work/run/$name
+  mkdir -p "$rundir"
+  MBX_RUNTIME_DIR=$rundir timeout --kill-after=5 "$limit" "$exe" \
+    >"$work/stdout" 2>"$work/stderr"
   status=$?
   if [ $status -eq 124 ] || [ $status -eq 137 ]; then
     fail "$name" "did not finish within ${limit}s"
