@@ -107,8 +107,9 @@ MBX_API const char *mbx_msg_kind(const mbx_msg *m);
 MBX_API const void *mbx_msg_body(const mbx_msg *m, size_t *len);
 
 /* The sender's reply address set by mbx_msg_set_from, or NULL when the
- * sender gave none. mbx_call does not set it: answer a call with mbx_reply.
- * Valid while the message lives. */
+ * sender gave none. mbx_call does not set it (answer a call with
+ * mbx_reply), except that a call from another process shows the caller's
+ * reply address ("//./.reply/..."). Valid while the message lives. */
 MBX_API const char *mbx_msg_from(const mbx_msg *m);
 
 /* Sets the reply address, any form mbx_send_to accepts (copied, not
@@ -235,7 +236,10 @@ MBX_API int mbx_call_to(const char *address, mbx_msg **req, mbx_msg **reply,
 /* Answers a call request received with mbx_recv. Takes *reply on success
  * (sets it to NULL). The request stays owned by the caller of mbx_reply.
  * Never blocks. Returns 0; MBX_EINVAL if req is not a call or was already
- * answered; MBX_ENOENT if the caller stopped waiting (timed out or gone). */
+ * answered; MBX_ENOENT if the caller stopped waiting (timed out or gone);
+ * MBX_EMSGSIZE if the caller is another process and the reply is larger
+ * than half its reply ring (32 KiB less headers): the request is then
+ * still unanswered. */
 MBX_API int mbx_reply(mbx_msg *req, mbx_msg **reply);
 
 /* A file descriptor that is readable while messages are pending, for

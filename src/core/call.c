@@ -101,6 +101,10 @@ mbx_reply(mbx_msg *req, mbx_msg **reply)
     if (rc < 0) {
         r->role = MBX__PLAIN;
         r->corr = 0;
+        /* Too large for the caller's reply ring: still unanswered, so a
+         * smaller reply may follow, or freeing it ends the call. */
+        if (rc == MBX_EMSGSIZE)
+            req->role = MBX__CALL;
         return rc;
     }
     *reply = NULL;

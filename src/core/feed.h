@@ -22,6 +22,9 @@ struct mbx__feed;
 struct mbx__feed_ops {
     /* True when messages may wait in the feed. Any thread, cheap. */
     bool (*pending)(struct mbx__feed *f);
+    /* True when an urgent message may wait in the feed, behind others.
+     * Consumer lock held. */
+    bool (*urgent_pending)(struct mbx__feed *f);
     /* Moves up to `max` messages into the inboxes of b with
      * mbx__box_inbox_append. Consumer lock held. Returns how many. */
     size_t (*pump)(struct mbx__feed *f, struct mbx__box *b, size_t max);

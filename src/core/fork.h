@@ -7,10 +7,11 @@
  * mailboxes it creates, or ones only the forking thread was using.
  *
  * Each module that owns a process-wide lock provides a function to take it
- * and one to release it after the fork: in the parent by unlocking, in the
- * child (where the only thread is not the one that locked it, which an
- * rwlock would notice) by initialising it afresh. fork.c calls them in one
- * fixed order.
+ * and one to release it after the fork, on both sides. The child's only
+ * thread is the copy of the one that took the locks, so it may unlock the
+ * mutexes; the registry's lock is our own futex rwlock, which the child
+ * resets (glibc's rwlock would treat an unlock in the child, whose thread
+ * id changed, as a reader's). fork.c calls them in one fixed order.
  */
 #ifndef MBX_CORE_FORK_H
 #define MBX_CORE_FORK_H
@@ -29,7 +30,7 @@ void mbx__tasks_lock_all(void); /* task.c */
 void mbx__tasks_unlock_all(int in_child);
 void mbx__pool_lock_all(void); /* pool.c */
 void mbx__pool_unlock_all(int in_child);
-void mbx__host_lock_all(void); /* host/host.c: the writer cache */
+void mbx__host_lock_all(void); /* host/host.c: open feeds, writer cache */
 void mbx__host_unlock_all(int in_child);
 
 /* Bumped in every child after fork: state stamped with another value was

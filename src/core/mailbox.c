@@ -37,6 +37,10 @@
  * bound then holds its producers back. */
 #define FEED_BATCH 64
 
+/* A receiver parked on a feed's word looks again this often even when not
+ * woken (see park). */
+#define FEED_RECHECK_NS 250000000
+
 static _Atomic(struct mbx__box *) chunks[MAX_CHUNKS];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t slots_used;  /* slots ever handed out; table_lock */
@@ -454,24 +458,24 @@ mbx__box_inbox_append(struct mbx__box *b, mbx_msg *m)
     atomic_fetch_add_explicit(&b->enq_bytes, m->len, memory_order_relaxed);
 }
 
-/* Moves batches from the feed into the inboxes until one holds a message
- * of `kind` (any kind if NULL) or the feed is empty, and takes it. As in
- * take_over, inbox_gen is bumped before the feed is emptied. Consumer lock
- * held. */
-static mbx_msg *
-take_from_feed(struct mbx__box *b, const char *kind)
+/* Moves up to `max` messages from the feed f into the inboxes. As in
+ * take_over, inbox_gen is bumped before the feed is emptied. Returns
+ * whether any came. Consumer lock held. */
+static bool
+pump_feed(struct mbx__box *b, struct mbx__feed *f, size_t max)
 {
-    struct mbx__feed *f = atomic_load(&b->feed);
-    mbx_msg *m;
-    while (f && f->ops->pending(f)) {
-        note_batch(b);
-        if (!f->ops->pump(f, b, FEED_BATCH))
-            return NULL;
-        if ((m = fifo_take(&b->uinbox, kind)) ||
-            (m = fifo_take(&b->inbox, kind)))
-            return m;
-    }
-    return NULL;
+    if (!f || !f->ops->pending(f))
+        return false;
+    note_batch(b);
+    return f->ops->pump(f, b, max) > 0;
+}
+
+/* The first message of `kind` (any if NULL) in the inboxes, urgent first. */
+static mbx_msg *
+inbox_take(struct mbx__box *b, const char *kind)
+{
+    mbx_msg *m = fifo_take(&b->uinbox, kind);
+    return m ? m : fifo_take(&b->inbox, kind);
 }
 
 /* Takes the next message in delivery order (urgent ones first, each kind
@@ -480,16 +484,30 @@ take_from_feed(struct mbx__box *b, const char *kind)
 static mbx_msg *
 take(struct mbx__box *b, const char *kind)
 {
+    struct mbx__feed *f = atomic_load(&b->feed);
     mbx_msg *m;
     if ((m = fifo_take(&b->uinbox, kind)))
         return m;
     if (take_over(b, &b->uinbox, &b->utop) && (m = fifo_take(&b->uinbox, kind)))
         return m;
+    /* An urgent message from another process goes ahead of everything
+     * queued too: bring the feed's whole backlog in to reach it. */
+    if (f && f->ops->urgent_pending(f) && pump_feed(b, f, SIZE_MAX) &&
+        (m = fifo_take(&b->uinbox, kind)))
+        return m;
     if ((m = fifo_take(&b->inbox, kind)))
         return m;
-    if (take_over(b, &b->inbox, &b->top) && (m = fifo_take(&b->inbox, kind)))
+    /* Refill from the stack and the feed together, so that neither kind
+     * of sender starves the other. */
+    bool got = take_over(b, &b->inbox, &b->top);
+    got |= pump_feed(b, f, FEED_BATCH);
+    if (got && (m = inbox_take(b, kind)))
         return m;
-    return take_from_feed(b, kind);
+    /* A selective receive goes on through the feed until it finds one. */
+    while (pump_feed(b, f, FEED_BATCH))
+        if ((m = inbox_take(b, kind)))
+            return m;
+    return NULL;
 }
 
 /* True when neither stack holds a message. A producer's compare-and-swap
@@ -640,9 +658,19 @@ park(struct mbx__box *b, mbx_id id, struct mbx__feed *f, bool selective,
      * attached meanwhile wakes those parked on the old word. */
     int rc = 0;
     if (!something_new(b, f, seen) && atomic_load(&b->feed) == f &&
-        mbx__box_live(b, id))
-        rc = f ? mbx__futex_wait_shared(word, s, deadline)
-               : mbx__futex_wait(word, s, deadline);
+        mbx__box_live(b, id)) {
+        if (!f) {
+            rc = mbx__futex_wait(word, s, deadline);
+        } else {
+            /* A feed's producer killed between publishing and waking us
+             * would leave its message unseen: look again now and then. */
+            int64_t until = mbx__now_ns() + FEED_RECHECK_NS;
+            rc = mbx__futex_wait_shared(word, s,
+                                        deadline < until ? deadline : until);
+            if (rc == MBX_ETIMEDOUT && until < deadline)
+                rc = 0;
+        }
+    }
     if (f)
         atomic_fetch_sub(f->waiters, 1);
     atomic_fetch_sub(&b->waiters, 1);
@@ -682,7 +710,7 @@ int
 mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
              int64_t deadline)
 {
-    for (bool first = true;; first = false) {
+    for (bool first = true, last_look = false;; first = false) {
         /* Holding the consumer lock with the generation checked is what
          * keeps destroy from freeing the queue under us. */
         mbx__lock_take(&b->cons_lock);
@@ -705,21 +733,24 @@ mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
             *out = m;
             return 0;
         }
+        if (last_look) {
+            /* The wake that ended our wait may have been meant for a
+             * message of another kind; we leave without it, so pass it
+             * on. */
+            wake_parked(b);
+            return MBX_ETIMEDOUT;
+        }
         if (deadline == 0)
             return MBX_EAGAIN;
         int rc = await_arrival(b, id, kind != NULL, seen, deadline);
         if (!mbx__box_live(b, id))
             return MBX_ECLOSED;
-        /* Messages of other kinds may keep waking a selective receiver:
-         * the deadline holds all the same. */
-        if (rc == 0 && deadline != MBX__NEVER && mbx__now_ns() >= deadline) {
-            /* The wake that ended our wait may have been meant for a
-             * message; we leave without it, so pass it on. */
-            wake_parked(b);
-            rc = MBX_ETIMEDOUT;
-        }
-        if (rc < 0)
-            return rc;
+        /* At the deadline (messages of other kinds may keep waking a
+         * selective receiver: the deadline holds all the same), one last
+         * look: a message may have come just as time ran out. */
+        if (rc == MBX_ETIMEDOUT ||
+            (deadline != MBX__NEVER && mbx__now_ns() >= deadline))
+            last_look = true;
     }
 }
 
@@ -1011,10 +1042,7 @@ forget_inherited_fds(void)
 void
 mbx__table_unlock_all(int in_child)
 {
-    if (in_child) {
+    if (in_child)
         forget_inherited_fds();
-        pthread_mutex_init(&table_lock, NULL);
-    } else {
-        pthread_mutex_unlock(&table_lock);
-    }
+    pthread_mutex_unlock(&table_lock);
 }

@@ -200,10 +200,7 @@ mbx__pool_lock_all(void)
 void
 mbx__pool_unlock_all(int in_child)
 {
-    for (int c = CLASSES - 1; c >= 0; c--) {
-        if (in_child)
-            pthread_mutex_init(&depots[c].lock, NULL);
-        else
-            pthread_mutex_unlock(&depots[c].lock);
-    }
+    (void)in_child;
+    for (int c = CLASSES - 1; c >= 0; c--)
+        pthread_mutex_unlock(&depots[c].lock);
 }

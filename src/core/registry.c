@@ -6,13 +6,13 @@
 #include "core/fork.h"
 #include "core/registry.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/address.h"
 #include "core/feed.h"
 #include "host/host.h"
+#include "platform/lock.h"
 
 struct mbx__name {
     struct mbx__name *next_in_bucket;
@@ -22,7 +22,7 @@ struct mbx__name {
     char name[]; /* NUL-terminated */
 };
 
-static pthread_rwlock_t reg_lock = PTHREAD_RWLOCK_INITIALIZER;
+static mbx__rwlock reg_lock; /* see platform/lock.h */
 static struct mbx__name **buckets;
 static size_t bucket_count, name_count;
 
@@ -120,7 +120,7 @@ mbx__registry_insert(struct mbx__box *b, mbx_id id, const char *name)
     memcpy(e->name, name, len + 1);
     e->id = id;
     e->hash = h;
-    pthread_rwlock_wrlock(&reg_lock);
+    mbx__rw_write_take(&reg_lock);
     struct mbx__name **p = NULL;
     if ((rc = grow_if_needed()) == 0) {
         p = find_slot(name, h);
@@ -135,7 +135,7 @@ mbx__registry_insert(struct mbx__box *b, mbx_id id, const char *name)
         name_count++;
         e = NULL;
     }
-    pthread_rwlock_unlock(&reg_lock);
+    mbx__rw_write_drop(&reg_lock);
     free(e);
     return rc;
 }
@@ -165,7 +165,7 @@ int
 mbx__registry_remove(const char *name)
 {
     struct mbx__name *e = NULL;
-    pthread_rwlock_wrlock(&reg_lock);
+    mbx__rw_write_take(&reg_lock);
     struct mbx__name **p = find_slot(name, hash_name(name));
     if (p && *p) {
         e = *p;
@@ -180,7 +180,7 @@ mbx__registry_remove(const char *name)
         if (f && strncmp(name, "//./", 4) == 0)
             f->ops->release(f);
     }
-    pthread_rwlock_unlock(&reg_lock);
+    mbx__rw_write_drop(&reg_lock);
     free(e);
     return e ? 0 : MBX_ENOENT;
 }
@@ -203,20 +203,20 @@ int
 mbx__registry_lookup(const char *name, mbx_id *out)
 {
     int rc = MBX_ENOENT;
-    pthread_rwlock_rdlock(&reg_lock);
+    mbx__rw_read_take(&reg_lock);
     struct mbx__name **p = find_slot(name, hash_name(name));
     if (p && *p) {
         *out = (*p)->id;
         rc = 0;
     }
-    pthread_rwlock_unlock(&reg_lock);
+    mbx__rw_read_drop(&reg_lock);
     return rc;
 }
 
 void
 mbx__registry_forget(struct mbx__box *b)
 {
-    pthread_rwlock_wrlock(&reg_lock);
+    mbx__rw_write_take(&reg_lock);
     struct mbx__name *e = b->names, *next;
     b->names = NULL;
     for (; e; e = next) {
@@ -226,13 +226,13 @@ mbx__registry_forget(struct mbx__box *b)
         name_count--;
         free(e);
     }
-    pthread_rwlock_unlock(&reg_lock);
+    mbx__rw_write_drop(&reg_lock);
 }
 
 void
 mbx__registry_lock_all(void)
 {
-    pthread_rwlock_wrlock(&reg_lock);
+    mbx__rw_write_take(&reg_lock);
 }
 
 /* In a child after fork: host names are read by the parent, not by the
@@ -262,8 +262,8 @@ mbx__registry_unlock_all(int in_child)
 {
     if (in_child) {
         forget_host_names();
-        pthread_rwlock_init(&reg_lock, NULL);
+        mbx__rw_reset(&reg_lock);
     } else {
-        pthread_rwlock_unlock(&reg_lock);
+        mbx__rw_write_drop(&reg_lock);
     }
 }

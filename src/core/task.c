@@ -201,10 +201,7 @@ forget_inherited_tasks(void)
 void
 mbx__tasks_unlock_all(int in_child)
 {
-    if (in_child) {
+    if (in_child)
         forget_inherited_tasks();
-        pthread_mutex_init(&tasks_lock, NULL);
-    } else {
-        pthread_mutex_unlock(&tasks_lock);
-    }
+    pthread_mutex_unlock(&tasks_lock);
 }

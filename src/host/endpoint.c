@@ -199,6 +199,8 @@ mbx__reader_open(struct mbx__reader **out, const char *name,
         rc = create_ring(rd, dirfd, tmp, size, mode);
     if (rc == 0)
         rc = take_name(rd, dirfd, tmp);
+    if (rc == -EACCES)
+        rc = MBX_EPERM; /* a directory or file of someone else's */
     if (rc < 0) {
         unlinkat(dirfd, tmp, 0);
         close(dirfd);

@@ -41,7 +41,39 @@ mbx__host_key(const char *name, char *key)
 struct ring_feed {
     struct mbx__feed feed;
     struct mbx__reader *rd;
+    struct ring_feed *next, *prev; /* in feeds_open */
 };
+
+/* Every feed attached to a mailbox. Only destroy frees one; this list keeps
+ * them reachable for leak checkers when a process exits with mailboxes
+ * alive (the mailbox table lives in mmap'd memory they do not scan). */
+static struct ring_feed *feeds_open;
+static pthread_mutex_t feeds_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+feeds_link(struct ring_feed *f)
+{
+    pthread_mutex_lock(&feeds_lock);
+    f->prev = NULL;
+    f->next = feeds_open;
+    if (feeds_open)
+        feeds_open->prev = f;
+    feeds_open = f;
+    pthread_mutex_unlock(&feeds_lock);
+}
+
+static void
+feeds_unlink(struct ring_feed *f)
+{
+    pthread_mutex_lock(&feeds_lock);
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        feeds_open = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    pthread_mutex_unlock(&feeds_lock);
+}
 
 /* Rings this process reads (attached to a mailbox). */
 static _Atomic unsigned rings_read;
@@ -57,6 +89,15 @@ feed_pending(struct mbx__feed *f)
 {
     struct mbx__reader *rd = reader_of(f);
     return !rd->disowned && mbx__ring_pending(&rd->ring);
+}
+
+static bool
+feed_urgent_pending(struct mbx__feed *f)
+{
+    struct mbx__reader *rd = reader_of(f);
+    /* An urgent record at or after the reader's position. */
+    uint64_t at = atomic_load(&rd->ring.hdr->urgent_at);
+    return !rd->disowned && at && at - 1 >= rd->ring.rhead;
 }
 
 /* A message for a record, or NULL if out of memory. A record whose kind or
@@ -156,11 +197,13 @@ static void
 feed_close_attached(struct mbx__feed *f)
 {
     atomic_fetch_sub(&rings_read, 1);
+    feeds_unlink((struct ring_feed *)f);
     feed_close(f);
 }
 
 static const struct mbx__feed_ops ring_feed_ops = {
     .pending = feed_pending,
+    .urgent_pending = feed_urgent_pending,
     .pump = feed_pump,
     .wake = feed_wake,
     .bell = feed_bell,
@@ -204,8 +247,14 @@ static int
 attach_ring(struct mbx__box *b, mbx_id id, const char *name,
             const mbx_host_opts *opts)
 {
-    if (atomic_load(&b->feed))
-        return MBX_ENOTSUP;
+    struct mbx__feed *had = atomic_load(&b->feed);
+    if (had) {
+        /* Taken, even by this mailbox: as for any name. Another host name
+         * would need a second feed. */
+        struct mbx__reader *rd = reader_of(had);
+        return rd->dev && strcmp(rd->name, name) == 0 ? MBX_EEXIST
+                                                      : MBX_ENOTSUP;
+    }
     struct ring_feed *f = calloc(1, sizeof *f);
     if (!f)
         return MBX_ENOMEM;
@@ -221,10 +270,13 @@ attach_ring(struct mbx__box *b, mbx_id id, const char *name,
     mbx__host_key(name, key);
     /* The registry entry lets this process send to the name directly. */
     rc = mbx__registry_insert(b, id, key);
-    if (rc == 0)
+    if (rc == 0) {
         atomic_fetch_add(&rings_read, 1);
+        feeds_link(f);
+    }
     if (rc == 0 && (rc = mbx__box_attach_feed(b, &f->feed)) < 0) {
         mbx__registry_remove(key);
+        feeds_unlink(f);
         atomic_fetch_sub(&rings_read, 1);
     }
     if (rc < 0)
@@ -322,12 +374,14 @@ writer_put_back(struct cached_writer *c, bool gone)
 void
 mbx__host_lock_all(void)
 {
+    pthread_mutex_lock(&feeds_lock);
     pthread_mutex_lock(&cache_lock);
 }
 
 void
 mbx__host_unlock_all(int in_child)
 {
+    pthread_mutex_unlock(&feeds_lock);
     if (!in_child) {
         pthread_mutex_unlock(&cache_lock);
         return;
@@ -341,7 +395,7 @@ mbx__host_unlock_all(int in_child)
         free(c);
     }
     cache = NULL;
-    pthread_mutex_init(&cache_lock, NULL);
+    pthread_mutex_unlock(&cache_lock);
 }
 
 /* The record of a message. */
@@ -553,6 +607,8 @@ mbx__host_reply(const char *from, uint64_t corr, mbx_msg *m)
     struct mbx__rec_view v = view_of(m, NULL);
     v.corr = corr;
     int rc = put_to(a.name, &v, 0, corr);
+    if (rc == MBX_EMSGSIZE)
+        return rc;
     if (rc < 0)
         return MBX_ENOENT;
     mbx_msg_free(m);

@@ -152,7 +152,10 @@ static bool
 try_append(struct mbx__ring *r, uint64_t size, const struct mbx__rec_view *v)
 {
     struct mbx__ring_hdr *h = r->hdr;
-    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+    /* Records start 8-aligned; a tail that is not (a misbehaving writer
+     * stored it) is rounded up, as the reader rounds its head. */
+    uint64_t tail =
+        align8(atomic_load_explicit(&h->tail, memory_order_relaxed));
     uint64_t off = tail & r->mask;
     uint64_t to_end = data_size_of(r) - off;
     uint64_t pad = size > to_end ? to_end : 0;
@@ -171,6 +174,10 @@ try_append(struct mbx__ring *r, uint64_t size, const struct mbx__rec_view *v)
         off = 0;
     }
     write_record(r, off, size, v);
+    /* Marked before the record is published: a reader that sees the mark
+     * looks for the record ahead of those before it. */
+    if (v->flags & MBX_MSG_URGENT)
+        atomic_store(&h->urgent_at, tail + pad + 1);
     atomic_store_explicit(
         &h->puts, atomic_load_explicit(&h->puts, memory_order_relaxed) + 1,
         memory_order_relaxed);
@@ -225,6 +232,9 @@ mbx__ring_put(struct mbx__ring *r, uint64_t token,
         }
         if (!alive(ctx))
             return MBX_ENOENT;
+        /* A writer killed between publishing and waking the reader would
+         * leave the reader asleep beside a full ring: wake it ourselves. */
+        mbx__ring_wake_reader(r);
         if (await_room(r, size, deadline) == MBX_ETIMEDOUT) {
             atomic_fetch_add(&h->full, 1);
             return MBX_ETIMEDOUT;
@@ -291,6 +301,15 @@ mbx__ring_peek(struct mbx__ring *r, struct mbx__rec_view *v)
                 return false;
         }
         uint64_t tail = r->rtail;
+        if (head & 7) {
+            /* Only after a malformed tail: records start 8-aligned. */
+            r->rhead = align8(head);
+            if (r->rhead > tail) {
+                drop_malformed(r, tail);
+                return false;
+            }
+            continue;
+        }
         uint64_t off = head & r->mask, to_end = data_size_of(r) - off;
         struct mbx__rec rec = {0};
         /* One copy of the header: a misbehaving writer may change the ring

@@ -72,6 +72,8 @@ struct mbx__ring_hdr {
     /* The hand-over point: written by writers per record, read by the
      * reader once per batch. */
     _Alignas(64) _Atomic uint64_t tail; /* position after the last record */
+    _Atomic uint64_t urgent_at; /* 1 + position of the last urgent record,
+                                 * 0 if none */
 
     /* The reader's progress: written once per batch, read by writers only
      * when the ring looks full to them. */

@@ -19,10 +19,10 @@ static int
 open_dir(const char *path, int trusted)
 {
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return -errno;
+        return errno == EACCES ? MBX_EPERM : -errno;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return -errno;
+        return errno == EACCES ? MBX_EPERM : -errno;
     struct stat st;
     if (fstat(fd, &st) < 0) {
         int e = -errno;
