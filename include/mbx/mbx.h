@@ -477,6 +477,9 @@ typedef struct mbx_host_opts {
                        * user); 0660 also admits the owner's group, and then
                        * makes the runtime directory group-searchable. Only
                        * 0600 and 0660 are accepted. */
+    size_t message_size; /* largest body writers may send (MBX_EMSGSIZE
+                          * beyond, nothing sent), as a Windows mailslot's
+                          * reader sets it; 0 = what the ring takes */
 } mbx_host_opts;
 
 /* Registers a host name for the mailbox: from now on any process of this
@@ -507,7 +510,8 @@ typedef struct mbx_slot_opts {
     size_t message_size; /* largest body a put accepts; 0 = the ring's limit */
     int timeout_ms;      /* the wait of mbx_slot_get(.., -1) and of a put
                           * into a full ring; 0 = wait forever */
-    size_t ring_size;    /* reader: as mbx_host_opts.ring_size */
+    size_t ring_size;    /* reader: as mbx_host_opts.ring_size; a reader's
+                          * message_size also caps its writers' puts */
     unsigned mode;       /* reader: as mbx_host_opts.mode */
 } mbx_slot_opts;
 

@@ -88,8 +88,9 @@ ring_size_of(const mbx_host_opts *o, uint64_t *out)
 /* Builds a fresh, locked, live ring in a new temporary file `tmp`. */
 static int
 create_ring(struct mbx__reader *rd, int dirfd, const char *tmp, uint64_t size,
-            unsigned mode)
+            const mbx_host_opts *o)
 {
+    unsigned mode = o->mode ? o->mode : 0600;
     rd->fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (rd->fd < 0)
         return -errno;
@@ -103,7 +104,9 @@ create_ring(struct mbx__reader *rd, int dirfd, const char *tmp, uint64_t size,
         rd->map = NULL;
         return MBX_ENOMEM;
     }
-    mbx__ring_init(&rd->ring, rd->map, size, rd->name, (int)getpid(), mode);
+    mbx__ring_init(&rd->ring, rd->map, size, rd->name, (int)getpid(), mode,
+                   o->message_size > UINT32_MAX ? 0
+                                                : (uint32_t)o->message_size);
     atomic_store(&rd->ring.hdr->state, MBX__RING_LIVE);
     struct stat st;
     if (fstat(rd->fd, &st) < 0)
@@ -196,7 +199,7 @@ mbx__reader_open(struct mbx__reader **out, const char *name,
     if (mode == 0660)
         rc = mbx__rundir_share_with_group(dirfd);
     if (rc == 0)
-        rc = create_ring(rd, dirfd, tmp, size, mode);
+        rc = create_ring(rd, dirfd, tmp, size, &o);
     if (rc == 0)
         rc = take_name(rd, dirfd, tmp);
     if (rc == -EACCES)

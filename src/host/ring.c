@@ -37,7 +37,7 @@ data_size_of(const struct mbx__ring *r)
 
 void
 mbx__ring_init(struct mbx__ring *r, void *base, uint64_t data_size,
-               const char *name, int pid, unsigned mode)
+               const char *name, int pid, unsigned mode, uint32_t max_body)
 {
     struct mbx__ring_hdr *h = base;
     h->magic = MBX__RING_MAGIC;
@@ -47,6 +47,7 @@ mbx__ring_init(struct mbx__ring *r, void *base, uint64_t data_size,
     h->max_record = data_size / 2;
     h->pid = pid;
     h->mode = mode;
+    h->max_body = max_body;
     snprintf(h->name, sizeof h->name, "%s", name);
     r->hdr = h;
     r->data = (unsigned char *)base + MBX__RING_HDR_SIZE;
@@ -216,7 +217,8 @@ mbx__ring_put(struct mbx__ring *r, uint64_t token,
     struct mbx__ring_hdr *h = r->hdr;
     uint64_t size =
         mbx__ring_record_size(v->kind_len, v->from_len, v->body_len);
-    if (size > h->max_record || v->body_len > UINT32_MAX)
+    if (size > h->max_record || v->body_len > UINT32_MAX ||
+        (h->max_body && v->body_len > h->max_body))
         return MBX_EMSGSIZE;
     for (;;) {
         lock_writers(r, token, holder_dead, ctx);

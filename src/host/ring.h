@@ -58,7 +58,7 @@ struct mbx__ring_hdr {
     int32_t pid;            /* the reader's process */
     uint32_t mode;          /* file permissions */
     _Atomic uint32_t state; /* enum mbx__ring_state */
-    uint32_t pad0;
+    uint32_t max_body;      /* largest body writers may send; 0 = no cap */
     _Atomic uint64_t awaiting_corr; /* reply rings: the call waited for */
 
     /* Writers only: the lock and what it guards. With one busy writer
@@ -162,7 +162,8 @@ uint64_t mbx__ring_record_size(size_t kind_len, size_t from_len,
 /* Fills a fresh header and binds *r to the mapping `base` of
  * MBX__RING_HDR_SIZE + data_size bytes. The state is left 0 (not live). */
 void mbx__ring_init(struct mbx__ring *r, void *base, uint64_t data_size,
-                    const char *name, int pid, unsigned mode);
+                    const char *name, int pid, unsigned mode,
+                    uint32_t max_body);
 
 /* Binds *r to a mapping of `map_size` bytes made by another process, after
  * checking its header. Returns 0 or MBX_EBADMSG (not a ring of this

@@ -91,7 +91,9 @@ become_reader(mbx_slot *s)
         return rc;
     char key[4 + MBX_NAME_MAX + 1] = "//./";
     strcat(key, s->name);
-    mbx_host_opts ho = {.ring_size = s->o.ring_size, .mode = s->o.mode};
+    mbx_host_opts ho = {.ring_size = s->o.ring_size,
+                        .mode = s->o.mode,
+                        .message_size = s->o.message_size};
     if ((rc = mbx_register_host(id, key, &ho)) < 0) {
         mbx_destroy(id);
         return rc;
