@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all bootstrap build test demo bench install format clean
+.PHONY: all bootstrap build test soak demo bench install format clean
 
 all: build
 
@@ -17,6 +17,15 @@ build: bootstrap
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+# The host kill tests at length: SOAK rounds each, with a fresh seed
+# (printed, so a failure can be replayed with MBX_TEST_SEED).
+SOAK ?= 10000
+soak: build
+	MBX_SOAK=$(SOAK) MBX_TEST_SEED=$$(date +%s) MBX_TEST_TIMEOUT=86400 \
+	    $(BUILD)/tests/test_host_stress writers_killed
+	MBX_SOAK=$(SOAK) MBX_TEST_SEED=$$(date +%s) MBX_TEST_TIMEOUT=86400 \
+	    $(BUILD)/tests/test_host_stress readers_killed
 
 demo: build
 	@scripts/demo $(BUILD)

@@ -469,14 +469,14 @@ MBX_API int mbx_msg_args(const mbx_msg *m, mbx_args **out);
 
 /* Options of a host mailslot. NULL or all zero: defaults. */
 typedef struct mbx_host_opts {
-    size_t ring_size; /* bytes, rounded up to a power of two within
-                       * [MBX_RING_MIN, MBX_RING_MAX]; 0 = MBX_RING_DEFAULT.
-                       * One message (kind, reply address and body plus 32
-                       * bytes) may take at most half of it. */
-    unsigned mode;    /* file permissions of the ring: 0 = 0600 (only this
-                       * user); 0660 also admits the owner's group, and then
-                       * makes the runtime directory group-searchable. Only
-                       * 0600 and 0660 are accepted. */
+    size_t ring_size;    /* bytes, rounded up to a power of two within
+                          * [MBX_RING_MIN, MBX_RING_MAX]; 0 = MBX_RING_DEFAULT.
+                          * One message (kind, reply address and body plus 32
+                          * bytes) may take at most half of it. */
+    unsigned mode;       /* file permissions of the ring: 0 = 0600 (only this
+                          * user); 0660 also admits the owner's group, and then
+                          * makes the runtime directory group-searchable. Only
+                          * 0600 and 0660 are accepted. */
     size_t message_size; /* largest body writers may send (MBX_EMSGSIZE
                           * beyond, nothing sent), as a Windows mailslot's
                           * reader sets it; 0 = what the ring takes */
