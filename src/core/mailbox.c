@@ -722,24 +722,26 @@ mbx__box_pop(struct mbx__box *b, mbx_id id, const char *kind, mbx_msg **out,
         if (m)
             account_delivery(b, m);
         settle_fd(b);
-        bool left_some = b->uinbox.head || b->inbox.head;
-        uint32_t seen = atomic_load(&b->inbox_gen);
-        mbx__lock_drop(&b->cons_lock);
-        if (m) {
+        /* Wakes are made under the lock, which keeps a feed alive (a pin
+         * would do too): destroy may free it as soon as we let go. */
+        if (m && (b->uinbox.head || b->inbox.head)) {
             /* Pass the baton: what this receiver took over and left behind
              * may be all another, parked receiver is waiting for. */
-            if (left_some)
-                wake_parked(b);
-            *out = m;
-            return 0;
-        }
-        if (last_look) {
+            wake_parked(b);
+        } else if (!m && last_look) {
             /* The wake that ended our wait may have been meant for a
              * message of another kind; we leave without it, so pass it
              * on. */
             wake_parked(b);
-            return MBX_ETIMEDOUT;
         }
+        uint32_t seen = atomic_load(&b->inbox_gen);
+        mbx__lock_drop(&b->cons_lock);
+        if (m) {
+            *out = m;
+            return 0;
+        }
+        if (last_look)
+            return MBX_ETIMEDOUT;
         if (deadline == 0)
             return MBX_EAGAIN;
         int rc = await_arrival(b, id, kind != NULL, seen, deadline);

@@ -158,11 +158,25 @@ mbx_unregister(const char *name)
     int rc = parse_name(name, &a, key);
     if (rc < 0)
         return rc;
-    return mbx__registry_remove(a.scope == MBX__SCOPE_HOST ? key : name);
+    if (a.scope != MBX__SCOPE_HOST)
+        return mbx__registry_remove(name, NULL);
+    mbx_id id;
+    if ((rc = mbx__registry_remove(key, &id)) < 0)
+        return rc;
+    /* The host name goes with its ring: writers find it no more. (A
+     * destroy racing with us releases it as well; either is enough.) */
+    struct mbx__box *b;
+    if (mbx__box_acquire(id, &b) == 0) {
+        struct mbx__feed *f = atomic_load(&b->feed);
+        if (f)
+            f->ops->release(f);
+        mbx__box_release(b);
+    }
+    return 0;
 }
 
 int
-mbx__registry_remove(const char *name)
+mbx__registry_remove(const char *name, mbx_id *was)
 {
     struct mbx__name *e = NULL;
     mbx__rw_write_take(&reg_lock);
@@ -172,13 +186,10 @@ mbx__registry_remove(const char *name)
         *p = e->next_in_bucket;
         name_count--;
         /* The owner cannot finish destroy while we hold the lock, and its
-         * slot memory is stable, so the list is safe to edit; nor free its
-         * feed, which a host name leaves for writers to find no more. */
-        struct mbx__box *b = mbx__box_slot(e->id);
-        unlink_from_box(b, e);
-        struct mbx__feed *f = atomic_load(&b->feed);
-        if (f && strncmp(name, "//./", 4) == 0)
-            f->ops->release(f);
+         * slot memory is stable, so the list is safe to edit. */
+        unlink_from_box(mbx__box_slot(e->id), e);
+        if (was)
+            *was = e->id;
     }
     mbx__rw_write_drop(&reg_lock);
     free(e);

@@ -11,8 +11,9 @@ int mbx__registry_insert(struct mbx__box *b, mbx_id id, const char *key);
 /* Looks `key` up as it is spelled. Returns 0 and *out, or MBX_ENOENT. */
 int mbx__registry_lookup(const char *key, mbx_id *out);
 
-/* Removes `key`. Returns 0 or MBX_ENOENT. */
-int mbx__registry_remove(const char *key);
+/* Removes `key` and stores in *was (if not NULL) the id it named. Returns
+ * 0 or MBX_ENOENT. Nothing else happens to the mailbox. */
+int mbx__registry_remove(const char *key, mbx_id *was);
 
 /* Removes every name of a mailbox being destroyed (no user is left). */
 void mbx__registry_forget(struct mbx__box *b);

@@ -104,6 +104,7 @@ create_ring(struct mbx__reader *rd, int dirfd, const char *tmp, uint64_t size,
         rd->map = NULL;
         return MBX_ENOMEM;
     }
+    rd->mode = mode;
     mbx__ring_init(&rd->ring, rd->map, size, rd->name, (int)getpid(), mode,
                    o->message_size > UINT32_MAX ? 0
                                                 : (uint32_t)o->message_size);
@@ -231,24 +232,24 @@ unlink_if_ours(int dirfd, const char *file, dev_t dev, ino_t ino)
 void
 mbx__reader_release_name(struct mbx__reader *rd)
 {
-    if (rd->disowned || rd->dev == 0)
+    /* Unregister and destroy may both get here: the first one does it. */
+    if (rd->disowned || atomic_exchange(&rd->released, true))
         return;
     atomic_store(&rd->ring.hdr->state, MBX__RING_CLOSED);
     mbx__ring_wake_writers(&rd->ring);
     int dirfd = mbx__rundir_open();
     if (dirfd >= 0) {
-        /* We still hold the lock, so the file at the name is ours unless
-         * the directory itself was changed under us. */
-        unlink_if_ours(dirfd, rd->file, rd->dev, rd->ino);
-        /* The doorbell goes too, ours or one a dead reader left: while we
-         * hold the name nobody else rings it. */
+        /* The doorbell first, while we still hold the name: once the ring
+         * file is gone, a new reader may take the name and its doorbell.
+         * It goes whether it is ours or one a dead reader left. */
         char bell[MBX__FILE_NAME_MAX];
         mbx__rundir_file_name(rd->name, ".bell", bell);
         unlinkat(dirfd, bell, 0);
+        /* We still hold the lock, so the file at the name is ours unless
+         * the directory itself was changed under us. */
+        unlink_if_ours(dirfd, rd->file, rd->dev, rd->ino);
         close(dirfd);
     }
-    rd->dev = 0;
-    rd->ino = 0;
 }
 
 void
@@ -287,7 +288,7 @@ mbx__reader_bell(struct mbx__reader *rd)
     /* A doorbell left by a dead reader is reused: stray bytes in it only
      * cost one spurious look. */
     int rc = 0;
-    if (mkfifoat(dirfd, bell, rd->ring.hdr->mode) < 0 && errno != EEXIST)
+    if (mkfifoat(dirfd, bell, rd->mode) < 0 && errno != EEXIST)
         rc = -errno;
     int fd =
         rc ? -1
@@ -299,6 +300,9 @@ mbx__reader_bell(struct mbx__reader *rd)
         close(fd);
         rc = MBX_EPERM;
     }
+    /* As for the ring, the option decides the mode, not the umask. */
+    if (!rc && st.st_uid == geteuid())
+        fchmod(fd, rd->mode);
     close(dirfd);
     if (rc < 0)
         return rc;
@@ -426,6 +430,35 @@ reader_alive_now(void *ctx)
     return mbx__writer_reader_alive(ctx, true);
 }
 
+static bool ring_bell(struct mbx__writer *w);
+
+/* Rings the doorbell if the reader waits in poll, and clears that arming
+ * afterwards (see mbx__ring_armed). */
+static void
+ring_bell_if_armed(struct mbx__writer *w)
+{
+    uint32_t arming = mbx__ring_armed(&w->ring);
+    /* Left armed when the bell could not be rung: the next writer tries. */
+    if (arming && ring_bell(w))
+        mbx__ring_disarm(&w->ring, arming);
+}
+
+/* Before a writer waits for room: the reader may be asleep beside a full
+ * ring if the writer that filled it died before waking it. */
+static void
+nudge_reader(void *ctx)
+{
+    struct mbx__writer *w = ctx;
+    mbx__ring_wake_reader(&w->ring);
+    ring_bell_if_armed(w);
+}
+
+static const struct mbx__ring_writer_ops writer_ops = {
+    .holder_dead = holder_dead,
+    .reader_alive = reader_alive_now,
+    .nudge_reader = nudge_reader,
+};
+
 /* Opens the write end of the reader's doorbell, once per connection.
  * Returns the fd or -1. */
 static int
@@ -451,18 +484,20 @@ bell_of(struct mbx__writer *w)
     return fd;
 }
 
-/* Rings the reader's doorbell: it waits in poll for the next record. */
-static void
+/* Rings the reader's doorbell: it waits in poll for the next record.
+ * Returns false when it could not. */
+static bool
 ring_bell(struct mbx__writer *w)
 {
     int fd = bell_of(w);
     if (fd < 0)
-        return;
-    /* A full pipe is already readable: nothing lost by ignoring EAGAIN. */
+        return false;
     ssize_t n;
     do
         n = write(fd, "", 1);
     while (n < 0 && errno == EINTR);
+    /* A full pipe is readable already: as good as rung. */
+    return n == 1 || errno == EAGAIN;
 }
 
 int
@@ -471,9 +506,8 @@ mbx__writer_put(struct mbx__writer *w, const struct mbx__rec_view *v,
 {
     if (!mbx__writer_reader_alive(w, false))
         return MBX_ENOENT;
-    int rc = mbx__ring_put(&w->ring, w->token, v, deadline, holder_dead,
-                           reader_alive_now, w);
-    if (rc == 0 && mbx__ring_disarm(&w->ring))
-        ring_bell(w);
+    int rc = mbx__ring_put(&w->ring, w->token, v, deadline, &writer_ops, w);
+    if (rc == 0)
+        ring_bell_if_armed(w);
     return rc;
 }

@@ -32,7 +32,9 @@ struct mbx__reader {
     int bell_fd; /* the doorbell FIFO, opened read-write; -1 until asked */
     dev_t dev;   /* identity of the ring file, to unlink only our own */
     ino_t ino;
-    bool disowned; /* a copy inherited across fork: not ours to read */
+    bool disowned;         /* a copy inherited across fork: not ours to read */
+    _Atomic bool released; /* the name was let go (or never held) */
+    unsigned mode;         /* file permissions, our own copy */
     char name[MBX_NAME_MAX + 1];
     char file[MBX__FILE_NAME_MAX];
 };

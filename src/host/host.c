@@ -170,7 +170,7 @@ feed_arm(struct mbx__feed *f)
 {
     struct mbx__reader *rd = reader_of(f);
     mbx__reader_bell_drain(rd);
-    atomic_store(&rd->ring.hdr->rd_armed, 1);
+    mbx__ring_arm(&rd->ring);
 }
 
 static void
@@ -252,8 +252,9 @@ attach_ring(struct mbx__box *b, mbx_id id, const char *name,
         /* Taken, even by this mailbox: as for any name. Another host name
          * would need a second feed. */
         struct mbx__reader *rd = reader_of(had);
-        return rd->dev && strcmp(rd->name, name) == 0 ? MBX_EEXIST
-                                                      : MBX_ENOTSUP;
+        return !atomic_load(&rd->released) && strcmp(rd->name, name) == 0
+                   ? MBX_EEXIST
+                   : MBX_ENOTSUP;
     }
     struct ring_feed *f = calloc(1, sizeof *f);
     if (!f)
@@ -275,7 +276,7 @@ attach_ring(struct mbx__box *b, mbx_id id, const char *name,
         feeds_link(f);
     }
     if (rc == 0 && (rc = mbx__box_attach_feed(b, &f->feed)) < 0) {
-        mbx__registry_remove(key);
+        mbx__registry_remove(key, NULL);
         feeds_unlink(f);
         atomic_fetch_sub(&rings_read, 1);
     }

@@ -211,8 +211,7 @@ await_room(struct mbx__ring *r, uint64_t size, int64_t deadline)
 int
 mbx__ring_put(struct mbx__ring *r, uint64_t token,
               const struct mbx__rec_view *v, int64_t deadline,
-              mbx__holder_dead_fn holder_dead, bool (*alive)(void *ctx),
-              void *ctx)
+              const struct mbx__ring_writer_ops *ops, void *ctx)
 {
     struct mbx__ring_hdr *h = r->hdr;
     uint64_t size =
@@ -221,7 +220,7 @@ mbx__ring_put(struct mbx__ring *r, uint64_t token,
         (h->max_body && v->body_len > h->max_body))
         return MBX_EMSGSIZE;
     for (;;) {
-        lock_writers(r, token, holder_dead, ctx);
+        lock_writers(r, token, ops->holder_dead, ctx);
         bool done = try_append(r, size, v);
         unlock_writers(r);
         if (done) {
@@ -232,11 +231,11 @@ mbx__ring_put(struct mbx__ring *r, uint64_t token,
             atomic_fetch_add(&h->full, 1);
             return MBX_EAGAIN;
         }
-        if (!alive(ctx))
+        if (!ops->reader_alive(ctx))
             return MBX_ENOENT;
         /* A writer killed between publishing and waking the reader would
          * leave the reader asleep beside a full ring: wake it ourselves. */
-        mbx__ring_wake_reader(r);
+        ops->nudge_reader(ctx);
         if (await_room(r, size, deadline) == MBX_ETIMEDOUT) {
             atomic_fetch_add(&h->full, 1);
             return MBX_ETIMEDOUT;
@@ -244,11 +243,26 @@ mbx__ring_put(struct mbx__ring *r, uint64_t token,
     }
 }
 
-bool
-mbx__ring_disarm(struct mbx__ring *r)
+void
+mbx__ring_arm(struct mbx__ring *r)
 {
-    return atomic_load(&r->hdr->rd_armed) &&
-           atomic_exchange(&r->hdr->rd_armed, 0);
+    /* Even to odd, or odd to the next odd: a new value per arming, so a
+     * writer that rang an earlier one cannot clear this one. */
+    uint32_t a = atomic_load(&r->hdr->rd_armed);
+    atomic_store(&r->hdr->rd_armed, (a | 1) + 2);
+}
+
+uint32_t
+mbx__ring_armed(const struct mbx__ring *r)
+{
+    uint32_t a = atomic_load(&r->hdr->rd_armed);
+    return (a & 1) ? a : 0;
+}
+
+void
+mbx__ring_disarm(struct mbx__ring *r, uint32_t arming)
+{
+    atomic_compare_exchange_strong(&r->hdr->rd_armed, &arming, arming + 1);
 }
 
 void

@@ -72,14 +72,16 @@ struct mbx__ring_hdr {
     /* The hand-over point: written by writers per record, read by the
      * reader once per batch. */
     _Alignas(64) _Atomic uint64_t tail; /* position after the last record */
-    _Atomic uint64_t urgent_at; /* 1 + position of the last urgent record,
-                                 * 0 if none */
 
     /* The reader's progress: written once per batch, read by writers only
      * when the ring looks full to them. */
     _Alignas(64) _Atomic uint64_t head; /* position of the next record */
     _Atomic uint64_t gets;              /* records consumed */
     _Atomic uint64_t dropped;           /* malformed records skipped */
+
+    /* Where the last urgent record is: written only for urgent records,
+     * read by the reader on every take. */
+    _Alignas(64) _Atomic uint64_t urgent_at; /* 1 + its position; 0: none */
 
     /* Writers waiting for room: written only when one parks. */
     _Alignas(64) _Atomic uint32_t space_seq; /* futex: room appeared */
@@ -88,7 +90,8 @@ struct mbx__ring_hdr {
     /* The reader's waiting state: written only when it parks or arms. */
     _Alignas(64) _Atomic uint32_t rd_seq; /* futex: a record arrived */
     _Atomic uint32_t rd_waiters;          /* reader threads parked */
-    _Atomic uint32_t rd_armed;            /* wants the doorbell rung */
+    _Atomic uint32_t rd_armed; /* odd: wants the doorbell rung; bumped by
+                                * each arming */
 
     /* The name (NUL-terminated, without "//./"), for checks and listings. */
     _Alignas(64) char name[MBX_NAME_MAX + 1];
@@ -173,18 +176,26 @@ int mbx__ring_attach(struct mbx__ring *r, void *base, size_t map_size);
 /* Asks whether the writer holding a lock token is gone. */
 typedef bool (*mbx__holder_dead_fn)(void *ctx, uint64_t token);
 
+/* What a writer's side answers for mbx__ring_put: whether a lock holder
+ * is gone, whether the reader still lives, and how to get the reader's
+ * attention (futex and doorbell) before waiting for room. */
+struct mbx__ring_writer_ops {
+    mbx__holder_dead_fn holder_dead;
+    bool (*reader_alive)(void *ctx);
+    void (*nudge_reader)(void *ctx);
+};
+
 /* The lock token of a writer lane. */
 uint64_t mbx__ring_token(uint32_t lane, uint32_t nonce);
 
 /* Appends one record under the writers' lock (token: the caller's lane).
- * Waits for room up to `deadline` (MBX__NEVER, 0 = not at all); `alive`
- * tells whether the reader still lives, and is asked before waiting and
- * every few milliseconds while waiting. Returns 0; MBX_EMSGSIZE; MBX_EAGAIN
+ * Waits for room up to `deadline` (MBX__NEVER, 0 = not at all); before
+ * waiting and every few milliseconds while waiting it asks whether the
+ * reader still lives and nudges it (ops). Returns 0; MBX_EMSGSIZE; MBX_EAGAIN
  * (full, deadline 0); MBX_ETIMEDOUT; MBX_ENOENT (the reader is gone). */
 int mbx__ring_put(struct mbx__ring *r, uint64_t token,
                   const struct mbx__rec_view *v, int64_t deadline,
-                  mbx__holder_dead_fn holder_dead, bool (*alive)(void *ctx),
-                  void *ctx);
+                  const struct mbx__ring_writer_ops *ops, void *ctx);
 
 /* Reader: finds the next message record without consuming it, skipping
  * padding and dropping (and counting) malformed records. Returns true and
@@ -210,9 +221,16 @@ uint64_t mbx__ring_used_bytes(const struct mbx__ring *r);
 /* True when a record of `size` bytes would not fit now. */
 bool mbx__ring_full_for(const struct mbx__ring *r, uint64_t size);
 
-/* After a put: true when the reader armed the doorbell, which the caller
- * must then ring (only one writer gets true per arming). */
-bool mbx__ring_disarm(struct mbx__ring *r);
+/* Reader: asks for the doorbell on the next record (a new arming). */
+void mbx__ring_arm(struct mbx__ring *r);
+
+/* Writer, after publishing: returns the arming (odd) if the reader asked
+ * for the doorbell, else 0. The writer rings it, then calls
+ * mbx__ring_disarm with that value: a writer killed in between leaves the
+ * arming for the next writer, so the doorbell is rung more than once
+ * rather than never. */
+uint32_t mbx__ring_armed(const struct mbx__ring *r);
+void mbx__ring_disarm(struct mbx__ring *r, uint32_t arming);
 
 /* Wakes writers parked for room, if any. */
 void mbx__ring_wake_writers(struct mbx__ring *r);
