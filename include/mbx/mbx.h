@@ -204,7 +204,9 @@ MBX_API int mbx_send(mbx_id to, mbx_msg **m, int timeout_ms);
  * MBX_ENOTSUP until that layer exists. Otherwise as mbx_send; for a host
  * mailslot the reader's ring is the bound: when it is full the send waits
  * up to timeout_ms (MBX_EAGAIN at once for 0, MBX_ETIMEDOUT later), and a
- * mailslot whose reader is gone gives MBX_ENOENT. */
+ * mailslot whose reader is gone gives MBX_ENOENT (MBX_EPERM: the ring is
+ * another user's; MBX_EAGAIN also when the reader already has 1024 writer
+ * processes). */
 MBX_API int mbx_send_to(const char *address, mbx_msg **m, int timeout_ms);
 
 /* Receives the next message: urgent messages first, then in send order.
@@ -471,8 +473,9 @@ MBX_API int mbx_msg_args(const mbx_msg *m, mbx_args **out);
 typedef struct mbx_host_opts {
     size_t ring_size;    /* bytes, rounded up to a power of two within
                           * [MBX_RING_MIN, MBX_RING_MAX]; 0 = MBX_RING_DEFAULT.
-                          * One message (kind, reply address and body plus 32
-                          * bytes) may take at most half of it. */
+                          * One message (kind, reply address and body, plus a
+                          * 24-byte header, padded to 8) may take at most half
+                          * of it. */
     unsigned mode;       /* file permissions of the ring: 0 = 0600 (only this
                           * user); 0660 also admits the owner's group, and then
                           * makes the runtime directory group-searchable. Only
@@ -531,13 +534,16 @@ MBX_API int mbx_slot_open(mbx_slot **out, const char *name,
  * Waits for room in a full ring up to the slot's timeout. Returns 0;
  * MBX_EMSGSIZE (larger than message_size or the reader's limit: nothing
  * sent); MBX_ENOENT (no live reader); MBX_ETIMEDOUT (still full);
- * MBX_EPERM (the handle reads); MBX_EINVAL (data NULL with len > 0). */
+ * MBX_EPERM (the handle reads, or the ring is not this user's);
+ * MBX_EAGAIN (the reader already has 1024 writer processes); MBX_EINVAL
+ * (data NULL with len > 0). */
 MBX_API int mbx_slot_put(mbx_slot *s, const void *data, size_t len);
 
 /* Reads the next message into *out (the caller owns it). timeout_ms: -1 =
  * the slot's timeout, 0 = do not wait, MBX_SLOT_FOREVER, or milliseconds.
  * Returns 0; MBX_EAGAIN (empty, not waiting); MBX_ETIMEDOUT; MBX_EEXIST
- * (another live reader holds the name); MBX_EPERM (the handle writes);
+ * (another live reader holds the name: the handle stays a reader and a
+ * later call tries to take the name again); MBX_EPERM (the handle writes);
  * errors of mbx_register_host on first use. */
 MBX_API int mbx_slot_get(mbx_slot *s, mbx_msg **out, int timeout_ms);
 

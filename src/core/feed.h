@@ -35,8 +35,6 @@ struct mbx__feed_ops {
     int (*bell)(struct mbx__feed *f);
     /* Empties the bell and arms it for the next arrival. */
     void (*arm)(struct mbx__feed *f);
-    /* In a child after fork: the feed is the parent's; stop using it. */
-    void (*disown)(struct mbx__feed *f);
     /* Detaches from the mailbox's name (writers are refused from now on);
      * messages already in the feed stay receivable. */
     void (*release)(struct mbx__feed *f);

@@ -17,9 +17,10 @@
 #define MBX_CORE_FORK_H
 
 /* Installs the fork handlers, once per process. Called by mbx_create, which
- * every use of the library reaches before it could hold one of the locks
- * (a constructor would not do: the linker drops an object file from a
- * static library when nothing refers to it). */
+ * every use of the in-process layer reaches before it could hold one of the
+ * locks, and by the host layer before it maps a ring (a constructor would
+ * not do: the linker drops an object file from a static library when
+ * nothing refers to it). */
 void mbx__fork_safety(void);
 
 void mbx__table_lock_all(void); /* mailbox.c */

@@ -1025,8 +1025,9 @@ mbx__table_lock_all(void)
 
 /* In a child after fork: an eventfd made by mbx_fd is shared with the
  * parent, and a receive here would drain the parent's readiness. Close the
- * child's copies; mbx_fd makes a fresh one on demand. A feed (a host
- * mailslot) belongs to the parent: the child stops reading it. */
+ * child's copies; mbx_fd makes a fresh one on demand. (Feeds, the parent's
+ * host mailslots, are taken off the child's mailboxes by the host layer's
+ * own fork handler.) */
 static void
 forget_inherited_fds(void)
 {
@@ -1035,9 +1036,6 @@ forget_inherited_fds(void)
         mbx__fd_close(atomic_exchange(&b->poll_fd, -1));
         mbx__fd_close(atomic_exchange(&b->fd, -1));
         atomic_store(&b->fd_signalled, 0);
-        struct mbx__feed *f = atomic_load(&b->feed);
-        if (f)
-            f->ops->disown(f);
     }
 }
 

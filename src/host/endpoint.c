@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,61 @@
 
 /* How long a writer trusts the reader to be alive without asking again. */
 #define ALIVE_CHECK_NS 50000000
+
+/* ---- the process's endpoints -------------------------------------------- */
+
+static pthread_mutex_t endpoints_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mbx__reader *readers;
+static struct mbx__writer *writers;
+
+/* Links or unlinks a reader or writer (both start with next and prev). */
+#define LIST_LINK(head, e)                                                     \
+    do {                                                                       \
+        pthread_mutex_lock(&endpoints_lock);                                   \
+        (e)->prev = NULL;                                                      \
+        (e)->next = (head);                                                    \
+        if (head)                                                              \
+            (head)->prev = (e);                                                \
+        (head) = (e);                                                          \
+        pthread_mutex_unlock(&endpoints_lock);                                 \
+    } while (0)
+#define LIST_UNLINK(head, e)                                                   \
+    do {                                                                       \
+        pthread_mutex_lock(&endpoints_lock);                                   \
+        if ((e)->prev)                                                         \
+            (e)->prev->next = (e)->next;                                       \
+        else                                                                   \
+            (head) = (e)->next;                                                \
+        if ((e)->next)                                                         \
+            (e)->next->prev = (e)->prev;                                       \
+        pthread_mutex_unlock(&endpoints_lock);                                 \
+    } while (0)
+
+void
+mbx__endpoints_lock_all(void)
+{
+    pthread_mutex_lock(&endpoints_lock);
+}
+
+void
+mbx__endpoints_unlock_all(int in_child)
+{
+    if (in_child) {
+        /* The mappings did not come along (MADV_DONTFORK): forget them,
+         * so that nothing unmaps what may be mapped there later. */
+        for (struct mbx__reader *rd = readers; rd; rd = rd->next) {
+            mbx__reader_disown(rd);
+            rd->map = NULL;
+        }
+        for (struct mbx__writer *w = writers; w; w = w->next) {
+            mbx__fd_close(w->fd);
+            mbx__fd_close(atomic_exchange(&w->bell_fd, -1));
+            w->fd = -1;
+            w->map = NULL;
+        }
+    }
+    pthread_mutex_unlock(&endpoints_lock);
+}
 
 /* ---- locks ----------------------------------------------------------------
  */
@@ -44,6 +100,24 @@ byte_held_elsewhere(int fd, off_t byte)
 /* ---- mapping ----------------------------------------------------------------
  */
 
+/* Maps `size` bytes of a ring file, shared. Children after fork do not get
+ * the mapping: it holds a reference on the open file, which would keep the
+ * file locks (a reader's name, a writer's lane) held for as long as the
+ * child lives, even once its copy of the fd is closed. Returns the address
+ * or NULL. */
+static void *
+map_shared(int fd, size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (madvise(p, size, MADV_DONTFORK) < 0) {
+        munmap(p, size);
+        return NULL;
+    }
+    return p;
+}
+
 /* Maps an open ring file and checks it. Returns 0 or a negative error. */
 static int
 map_ring(int fd, struct mbx__ring *r, void **map, size_t *size)
@@ -54,10 +128,9 @@ map_ring(int fd, struct mbx__ring *r, void **map, size_t *size)
     if (!S_ISREG(st.st_mode) || st.st_size < MBX__RING_HDR_SIZE ||
         (uint64_t)st.st_size > MBX__RING_HDR_SIZE + (uint64_t)MBX_RING_MAX)
         return MBX_EBADMSG;
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                   fd, 0);
-    if (p == MAP_FAILED)
-        return errno == ENOMEM ? MBX_ENOMEM : -errno;
+    void *p = map_shared(fd, (size_t)st.st_size);
+    if (!p)
+        return MBX_ENOMEM;
     int rc = mbx__ring_attach(r, p, (size_t)st.st_size);
     if (rc < 0) {
         munmap(p, (size_t)st.st_size);
@@ -98,13 +171,10 @@ create_ring(struct mbx__reader *rd, int dirfd, const char *tmp, uint64_t size,
     /* The umask may have narrowed the mode; the option decides. */
     if (fchmod(rd->fd, mode) < 0 || ftruncate(rd->fd, (off_t)rd->map_size) < 0)
         return -errno;
-    rd->map =
-        mmap(NULL, rd->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, rd->fd, 0);
-    if (rd->map == MAP_FAILED) {
-        rd->map = NULL;
+    if (!(rd->map = map_shared(rd->fd, rd->map_size)))
         return MBX_ENOMEM;
-    }
     rd->mode = mode;
+    rd->max_body = o->message_size > UINT32_MAX ? 0 : (uint32_t)o->message_size;
     mbx__ring_init(&rd->ring, rd->map, size, rd->name, (int)getpid(), mode,
                    o->message_size > UINT32_MAX ? 0
                                                 : (uint32_t)o->message_size);
@@ -181,40 +251,42 @@ mbx__reader_open(struct mbx__reader **out, const char *name,
     uint64_t size;
     if ((mode != 0600 && mode != 0660) || ring_size_of(&o, &size) < 0)
         return MBX_EINVAL;
+    /* A process may read or write rings without ever creating a mailbox:
+     * the fork handlers must be in place before the first mapping. */
+    mbx__fork_safety();
     struct mbx__reader *rd = calloc(1, sizeof *rd);
     if (!rd)
         return MBX_ENOMEM;
     rd->fd = rd->bell_fd = -1;
+    LIST_LINK(readers, rd); /* a fork from here on closes the child's fds */
     snprintf(rd->name, sizeof rd->name, "%s", name);
     mbx__rundir_file_name(name, ".ring", rd->file);
+    /* The temporary name must not collide with one a killed process left
+     * behind (pids are reused, in containers from 1): add time bits. */
     static _Atomic unsigned counter;
     char tmp[64];
-    snprintf(tmp, sizeof tmp, ".new-%d-%u", (int)getpid(),
-             atomic_fetch_add(&counter, 1));
-    int dirfd = mbx__rundir_open();
-    if (dirfd < 0) {
-        free(rd);
-        return dirfd;
-    }
-    int rc = 0;
-    if (mode == 0660)
+    snprintf(tmp, sizeof tmp, ".new-%d-%u-%llx", (int)getpid(),
+             atomic_fetch_add(&counter, 1), (unsigned long long)mbx__now_ns());
+    int rc = 0, dirfd = mbx__rundir_open();
+    if (dirfd < 0)
+        rc = dirfd;
+    if (rc == 0 && mode == 0660)
         rc = mbx__rundir_share_with_group(dirfd);
-    if (rc == 0)
-        rc = create_ring(rd, dirfd, tmp, size, &o);
-    if (rc == 0)
-        rc = take_name(rd, dirfd, tmp);
-    if (rc == -EACCES)
-        rc = MBX_EPERM; /* a directory or file of someone else's */
-    if (rc < 0) {
+    if (rc == 0 && (rc = create_ring(rd, dirfd, tmp, size, &o)) < 0 &&
+        rd->fd >= 0)
+        unlinkat(dirfd, tmp, 0); /* ours: made before it failed */
+    if (rc == 0 && (rc = take_name(rd, dirfd, tmp)) < 0)
         unlinkat(dirfd, tmp, 0);
-        close(dirfd);
+    mbx__fd_close(dirfd);
+    if (rc < 0) {
+        LIST_UNLINK(readers, rd);
         if (rd->map)
             munmap(rd->map, rd->map_size);
         mbx__fd_close(rd->fd);
         free(rd);
-        return rc;
+        /* EACCES: a directory or file of someone else's. */
+        return rc == -EACCES ? MBX_EPERM : rc;
     }
-    close(dirfd);
     *out = rd;
     return 0;
 }
@@ -257,8 +329,10 @@ mbx__reader_close(struct mbx__reader *rd)
 {
     if (!rd)
         return;
+    LIST_UNLINK(readers, rd);
     mbx__reader_release_name(rd);
-    munmap(rd->map, rd->map_size);
+    if (rd->map)
+        munmap(rd->map, rd->map_size);
     mbx__fd_close(rd->fd);
     mbx__fd_close(rd->bell_fd);
     free(rd);
@@ -350,9 +424,12 @@ take_lane(struct mbx__writer *w)
 int
 mbx__writer_open(struct mbx__writer **out, const char *name)
 {
+    mbx__fork_safety(); /* as in mbx__reader_open */
     struct mbx__writer *w = calloc(1, sizeof *w);
     if (!w)
         return MBX_ENOMEM;
+    w->fd = -1;
+    LIST_LINK(writers, w); /* from here on, close with mbx__writer_close */
     atomic_init(&w->bell_fd, -1);
     w->fork_gen = mbx__fork_generation;
     mbx__rundir_file_name(name, ".ring", w->file);
@@ -385,6 +462,7 @@ mbx__writer_close(struct mbx__writer *w)
 {
     if (!w)
         return;
+    LIST_UNLINK(writers, w);
     if (w->map)
         munmap(w->map, w->map_size);
     mbx__fd_close(w->fd);

@@ -25,6 +25,7 @@
 
 /* The reader's side of a ring. */
 struct mbx__reader {
+    struct mbx__reader *next, *prev; /* every reader of the process */
     struct mbx__ring ring;
     void *map;
     size_t map_size;
@@ -35,6 +36,7 @@ struct mbx__reader {
     bool disowned;         /* a copy inherited across fork: not ours to read */
     _Atomic bool released; /* the name was let go (or never held) */
     unsigned mode;         /* file permissions, our own copy */
+    uint32_t max_body;     /* the body cap, our own copy (0: none) */
     char name[MBX_NAME_MAX + 1];
     char file[MBX__FILE_NAME_MAX];
 };
@@ -67,6 +69,7 @@ void mbx__reader_bell_drain(struct mbx__reader *rd);
 /* A writer's connection to a ring. The threads of a process may share
  * one (host.c's cache does). */
 struct mbx__writer {
+    struct mbx__writer *next, *prev; /* every writer of the process */
     struct mbx__ring ring;
     void *map;
     size_t map_size;
@@ -95,5 +98,13 @@ bool mbx__writer_reader_alive(struct mbx__writer *w, bool now_please);
  * mbx__ring_put; MBX_ENOENT also when the ring is no longer live. */
 int mbx__writer_put(struct mbx__writer *w, const struct mbx__rec_view *v,
                     int64_t deadline);
+
+/* Fork: every reader and writer holds file locks through its fds, and the
+ * kernel keeps a lock while any copy of the fd is open. So around fork the
+ * list of endpoints is locked, and in the child each inherited endpoint's
+ * fds are closed (the parent's locks stay the parent's); a child's reader
+ * is disowned, a child's writer reconnects on its next use. */
+void mbx__endpoints_lock_all(void);
+void mbx__endpoints_unlock_all(int in_child);
 
 #endif

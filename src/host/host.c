@@ -41,6 +41,7 @@ mbx__host_key(const char *name, char *key)
 struct ring_feed {
     struct mbx__feed feed;
     struct mbx__reader *rd;
+    struct mbx__box *box;          /* the mailbox it feeds */
     struct ring_feed *next, *prev; /* in feeds_open */
 };
 
@@ -59,6 +60,18 @@ feeds_link(struct ring_feed *f)
     if (feeds_open)
         feeds_open->prev = f;
     feeds_open = f;
+    pthread_mutex_unlock(&feeds_lock);
+}
+
+/* At exit, mailboxes still alive (the main thread's reply mailbox, which no
+ * thread-exit destructor reaches, or any the program did not destroy) let
+ * their names go, so the runtime directory keeps only live readers. */
+__attribute__((destructor)) static void
+release_names_at_exit(void)
+{
+    pthread_mutex_lock(&feeds_lock);
+    for (struct ring_feed *f = feeds_open; f; f = f->next)
+        mbx__reader_release_name(f->rd);
     pthread_mutex_unlock(&feeds_lock);
 }
 
@@ -101,15 +114,16 @@ feed_urgent_pending(struct mbx__feed *f)
 }
 
 /* A message for a record, or NULL if out of memory. A record whose kind or
- * address holds a NUL byte, or a call without a reply address, is not one
- * a writer of this library makes: *bad is set and it is dropped. */
+ * address holds a NUL byte, a call without a reply address or correlation,
+ * or a body over the reader's cap is not one a writer of this library
+ * makes: *bad is set and it is dropped. */
 static mbx_msg *
-message_of(const struct mbx__rec_view *v, bool *bad)
+message_of(const struct mbx__rec_view *v, uint32_t max_body, bool *bad)
 {
     char kind[MBX_KIND_MAX + 1];
     *bad = memchr(v->kind, 0, v->kind_len) || memchr(v->from, 0, v->from_len) ||
-           (v->role == MBX__CALL && v->from_len == 0) ||
-           (v->flags & ~MBX_MSG_URGENT);
+           (v->role == MBX__CALL && (v->from_len == 0 || v->corr == 0)) ||
+           (v->flags & ~MBX_MSG_URGENT) || (max_body && v->body_len > max_body);
     if (*bad)
         return NULL;
     memcpy(kind, v->kind, v->kind_len);
@@ -137,7 +151,7 @@ feed_pump(struct mbx__feed *f, struct mbx__box *b, size_t max)
     size_t n = 0;
     while (!rd->disowned && n < max && mbx__ring_peek(&rd->ring, &v)) {
         bool bad;
-        mbx_msg *m = message_of(&v, &bad);
+        mbx_msg *m = message_of(&v, rd->max_body, &bad);
         if (!m && !bad)
             break; /* out of memory: leave it in the ring for later */
         mbx__ring_consume(&rd->ring);
@@ -174,12 +188,6 @@ feed_arm(struct mbx__feed *f)
 }
 
 static void
-feed_disown(struct mbx__feed *f)
-{
-    mbx__reader_disown(reader_of(f));
-}
-
-static void
 feed_release(struct mbx__feed *f)
 {
     mbx__reader_release_name(reader_of(f));
@@ -208,7 +216,6 @@ static const struct mbx__feed_ops ring_feed_ops = {
     .wake = feed_wake,
     .bell = feed_bell,
     .arm = feed_arm,
-    .disown = feed_disown,
     .release = feed_release,
     .close = feed_close_attached,
 };
@@ -273,6 +280,7 @@ attach_ring(struct mbx__box *b, mbx_id id, const char *name,
     rc = mbx__registry_insert(b, id, key);
     if (rc == 0) {
         atomic_fetch_add(&rings_read, 1);
+        f->box = b;
         feeds_link(f);
     }
     if (rc == 0 && (rc = mbx__box_attach_feed(b, &f->feed)) < 0) {
@@ -377,11 +385,34 @@ mbx__host_lock_all(void)
 {
     pthread_mutex_lock(&feeds_lock);
     pthread_mutex_lock(&cache_lock);
+    mbx__endpoints_lock_all();
+}
+
+/* In a child after fork: the rings the parent reads are not the child's.
+ * Each is taken off its mailbox (which stays, as a plain mailbox) and its
+ * copy closed: the child must not park on the parent's futex words or
+ * count itself among the parent's waiters. feeds_lock held. */
+static void
+detach_inherited_feeds(void)
+{
+    struct ring_feed *f = feeds_open, *next;
+    for (; f; f = next) {
+        next = f->next;
+        atomic_store(&f->box->feed, NULL);
+        atomic_fetch_sub(&rings_read, 1);
+        feed_close(&f->feed); /* disowned: nothing shared is touched */
+    }
+    feeds_open = NULL;
 }
 
 void
 mbx__host_unlock_all(int in_child)
 {
+    /* First the endpoints: in the child, their fds close (and readers
+     * are disowned) before anything else frees them. */
+    mbx__endpoints_unlock_all(in_child);
+    if (in_child)
+        detach_inherited_feeds();
     pthread_mutex_unlock(&feeds_lock);
     if (!in_child) {
         pthread_mutex_unlock(&cache_lock);
@@ -417,9 +448,36 @@ view_of(const mbx_msg *m, const char *from)
 }
 
 /* Each thread keeps the connection it used last, counted in, so that a
- * stream of sends to one name takes no lock. */
+ * stream of sends to one name takes no lock. A key's destructor counts the
+ * thread out when it exits. */
 static _Thread_local struct cached_writer *last_used;
 static _Thread_local unsigned last_used_fork_gen;
+static pthread_key_t last_used_key;
+static pthread_once_t last_used_once = PTHREAD_ONCE_INIT;
+
+static void
+last_used_drop(void *p)
+{
+    if (last_used_fork_gen == mbx__fork_generation)
+        writer_put_back(p, false);
+    last_used = NULL;
+}
+
+static void
+last_used_key_make(void)
+{
+    pthread_key_create(&last_used_key, last_used_drop);
+}
+
+/* Makes c the thread's kept connection (NULL: none). */
+static void
+keep_last_used(struct cached_writer *c)
+{
+    pthread_once(&last_used_once, last_used_key_make);
+    last_used = c;
+    last_used_fork_gen = mbx__fork_generation;
+    pthread_setspecific(last_used_key, c);
+}
 
 /* As writer_get, through the thread's last connection when it fits. */
 static int
@@ -436,7 +494,7 @@ writer_get_fast(const char *name, struct cached_writer **out)
      * back: forget it. */
     if (c && last_used_fork_gen == mbx__fork_generation)
         writer_put_back(c, false);
-    last_used = NULL;
+    keep_last_used(NULL);
     int rc = writer_get(name, &c);
     if (rc < 0)
         return rc;
@@ -444,8 +502,7 @@ writer_get_fast(const char *name, struct cached_writer **out)
     pthread_mutex_lock(&cache_lock);
     c->users++;
     pthread_mutex_unlock(&cache_lock);
-    last_used = c;
-    last_used_fork_gen = mbx__fork_generation;
+    keep_last_used(c);
     *out = c;
     return 0;
 }
@@ -457,7 +514,7 @@ writer_done(struct cached_writer *c, bool gone)
     if (!gone && c == last_used)
         return; /* the thread's count keeps it */
     if (gone && c == last_used) {
-        last_used = NULL;
+        keep_last_used(NULL);
         writer_put_back(c, false); /* the thread's count */
     }
     writer_put_back(c, gone);
