@@ -37,6 +37,12 @@
  * bound then holds its producers back. */
 #define FEED_BATCH 64
 
+/* A receiver spinning for a feed first pauses FEED_FIRST_POLL times without
+ * looking at it, then looks once every FEED_POLL_EVERY pauses (see
+ * spin_for_arrival). */
+#define FEED_FIRST_POLL 48
+#define FEED_POLL_EVERY 4
+
 /* A receiver parked on a feed's word looks again this often even when not
  * woken (see park). */
 #define FEED_RECHECK_NS 250000000
@@ -611,7 +617,15 @@ spin_for_arrival(struct mbx__box *b, mbx_id id, struct mbx__feed *f,
         return false;
     int64_t start = mbx__now_ns(), spun = 0;
     for (unsigned i = 1;; i++) {
-        if (something_new(b, f, seen) ||
+        /* A feed's producer in another process writes the line we look at
+         * on every message. A receiver that has just caught up and looks
+         * again at once pulls that line away from the producer for each
+         * message, which slows the producer more than anything: so it
+         * lets a few hundred nanoseconds pass first (a reply cannot come
+         * back sooner than that anyway), and then looks often. */
+        struct mbx__feed *poll_f =
+            i >= FEED_FIRST_POLL && i % FEED_POLL_EVERY == 0 ? f : NULL;
+        if (something_new(b, poll_f, seen) ||
             (i % 16 == 0 && !mbx__box_live(b, id))) {
             atomic_store_explicit(&b->spin_ns, SPIN_MAX_NS,
                                   memory_order_relaxed);

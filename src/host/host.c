@@ -149,7 +149,10 @@ feed_pump(struct mbx__feed *f, struct mbx__box *b, size_t max)
     struct mbx__reader *rd = reader_of(f);
     struct mbx__rec_view v;
     size_t n = 0;
-    while (!rd->disowned && n < max && mbx__ring_peek(&rd->ring, &v)) {
+    if (rd->disowned)
+        return 0;
+    mbx__ring_refresh(&rd->ring);
+    while (n < max && mbx__ring_peek(&rd->ring, &v)) {
         bool bad;
         mbx_msg *m = message_of(&v, rd->max_body, &bad);
         if (!m && !bad)

@@ -309,13 +309,8 @@ mbx__ring_peek(struct mbx__ring *r, struct mbx__rec_view *v)
 {
     for (;;) {
         uint64_t head = r->rhead;
-        if (head == r->rtail) {
-            /* tail is read once per batch, not per record. */
-            r->rtail =
-                atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
-            if (head == r->rtail)
-                return false;
-        }
+        if (head == r->rtail)
+            return false; /* the batch is done: see mbx__ring_refresh */
         uint64_t tail = r->rtail;
         if (head & 7) {
             /* Only after a malformed tail: records start 8-aligned. */
@@ -359,6 +354,13 @@ mbx__ring_peek(struct mbx__ring *r, struct mbx__rec_view *v)
         r->peeked_to = head + rec.size;
         return true;
     }
+}
+
+bool
+mbx__ring_refresh(struct mbx__ring *r)
+{
+    r->rtail = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
+    return r->rtail != r->rhead;
 }
 
 void

@@ -197,9 +197,15 @@ int mbx__ring_put(struct mbx__ring *r, uint64_t token,
                   const struct mbx__rec_view *v, int64_t deadline,
                   const struct mbx__ring_writer_ops *ops, void *ctx);
 
-/* Reader: finds the next message record without consuming it, skipping
- * padding and dropping (and counting) malformed records. Returns true and
- * fills *v, or false when the ring is empty. */
+/* Reader: starts a batch: reads tail once. The records published up to
+ * then are the batch; later ones wait for the next refresh, so a reader
+ * that keeps pace with a writer does not pull the tail's cache line away
+ * from it after every record. Returns true when the batch is not empty. */
+bool mbx__ring_refresh(struct mbx__ring *r);
+
+/* Reader: finds the next message record of the batch without consuming
+ * it, skipping padding and dropping (and counting) malformed records.
+ * Returns true and fills *v, or false when the batch is done. */
 bool mbx__ring_peek(struct mbx__ring *r, struct mbx__rec_view *v);
 
 /* Reader: consumes the record last returned by mbx__ring_peek. Its room
