@@ -31,7 +31,7 @@ void mbx__tasks_lock_all(void); /* task.c */
 void mbx__tasks_unlock_all(int in_child);
 void mbx__pool_lock_all(void); /* pool.c */
 void mbx__pool_unlock_all(int in_child);
-void mbx__host_lock_all(void); /* host/host.c: open feeds, writer cache */
+void mbx__host_lock_all(void); /* host/send.c: feeds, writers, endpoints */
 void mbx__host_unlock_all(int in_child);
 
 /* Bumped in every child after fork: state stamped with another value was
