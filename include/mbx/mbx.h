@@ -606,6 +606,133 @@ typedef struct mbx_slot_info {
 MBX_API int mbx_slot_list(int (*fn)(const mbx_slot_info *info, void *ctx),
                           void *ctx);
 
+/* ------------------------------------------------------------------------ */
+/* Dispatcher: events with handlers, across fork (mpdispatcher)             */
+/* ------------------------------------------------------------------------ */
+
+/* A sender/receiver pair over a shared ring in anonymous memory (a memfd),
+ * made before fork so that both processes hold both ends; after fork
+ * either process may fire and either may handle (also several of each:
+ * every event is handled exactly once, by one receiver). Events carry a
+ * name (1 to MBX_KIND_MAX bytes) and optional args. Handlers are connected
+ * per process: connect them in the process that handles. */
+typedef struct mbx_dispatcher mbx_dispatcher;
+typedef struct mbx_sender mbx_sender;
+typedef struct mbx_receiver mbx_receiver;
+
+/* A handler: called with the event's name and its args (never NULL: empty
+ * args when fired without), valid during the call only. Returning
+ * non-zero stops the remaining handlers of this event, and mbx_handle_next
+ * returns that value. A handler may call mbx_receiver_close, mbx_fire and
+ * mbx_connect/mbx_disconnect (taking effect from the next event). */
+typedef int (*mbx_handler)(const char *event, const mbx_args *args, void *ctx);
+
+/* Dispatcher options. NULL or all zero: defaults. */
+typedef struct mbx_dispatcher_opts {
+    size_t ring_size; /* bytes of the shared ring, as mbx_host_opts */
+} mbx_dispatcher_opts;
+
+/* Creates a dispatcher. Returns 0 and *out; MBX_EINVAL (bad options);
+ * MBX_ENOMEM, or a negative errno (no memfd, no fds left). */
+MBX_API int mbx_dispatcher_new(mbx_dispatcher **out,
+                               const mbx_dispatcher_opts *opts);
+
+/* The sending and the receiving end. Owned by the dispatcher. */
+MBX_API mbx_sender *mbx_dispatcher_sender(mbx_dispatcher *d);
+MBX_API mbx_receiver *mbx_dispatcher_receiver(mbx_dispatcher *d);
+
+/* Room for a handle string: "mbxd:" and three fd numbers. */
+#define MBX_DISPATCHER_HANDLE_LEN 48
+
+/* For fork+exec: makes the dispatcher's fds survive exec and writes a
+ * handle string for the new program (argv or environment) into buf
+ * (MBX_DISPATCHER_HANDLE_LEN bytes). Returns 0 or a negative errno. */
+MBX_API int mbx_dispatcher_export(mbx_dispatcher *d, char *buf);
+
+/* In a program started with a handle from mbx_dispatcher_export: the same
+ * dispatcher. Returns 0 and *out; MBX_EINVAL for a malformed handle;
+ * MBX_EBADMSG when the fds are not a dispatcher's. */
+MBX_API int mbx_dispatcher_import(mbx_dispatcher **out, const char *handle);
+
+/* Frees this process's dispatcher: its fds, mapping and handlers. Other
+ * processes' ends are not affected (a sender that was not closed counts as
+ * gone once every process holding it has freed it or exited). NULL is
+ * fine. */
+MBX_API void mbx_dispatcher_free(mbx_dispatcher *d);
+
+/* Connects fn(ctx) to `event`. Several handlers of one event run in
+ * connection order; the same pair may be connected twice (and then runs
+ * twice). Returns 0, MBX_EINVAL (bad name or NULL fn) or MBX_ENOMEM. */
+MBX_API int mbx_connect(mbx_receiver *r, const char *event, mbx_handler fn,
+                        void *ctx);
+
+/* Disconnects the first connection of (event, fn, ctx). Returns 0 or
+ * MBX_ENOENT. */
+MBX_API int mbx_disconnect(mbx_receiver *r, const char *event, mbx_handler fn,
+                           void *ctx);
+
+/* Fires `event` with args (NULL: none; encoded now, still the caller's).
+ * Never waits for the receiver, only for room in a full ring. Returns 0;
+ * MBX_EINVAL (empty or NULL event, longer than MBX_KIND_MAX); MBX_EMSGSIZE
+ * (encoded args larger than half the ring); MBX_ECLOSED (this process
+ * closed the sender); MBX_ENOMEM. Nothing is sent on error. Any thread. */
+MBX_API int mbx_fire(mbx_sender *s, const char *event, const mbx_args *args);
+
+/* mbx_fire with args built from a format: one character per positional
+ * value, then optionally '|' and one character per keyword value, each
+ * keyword value preceded by its key (const char *). Characters: 'n' nil (no
+ * argument), 'b' bool (int), 'i' int64_t, 'd' double, 's' string (const
+ * char *), 'y' bytes (const void *, size_t). Example:
+ * mbx_firef(s, "on_new_user", "si|s", "bob", (int64_t)42, "email", "b@x").
+ * Returns as mbx_fire, or MBX_EINVAL for a bad format. */
+MBX_API int mbx_firef(mbx_sender *s, const char *event, const char *fmt, ...);
+
+/* Closes the sending end for everyone: the receiver handles every event
+ * fired before, then mbx_handle_until_closed returns 0 and mbx_handle_next
+ * MBX_ECLOSED. Later fires from this process give MBX_ECLOSED. Returns 0,
+ * or MBX_ECLOSED if this process had closed it already. */
+MBX_API int mbx_sender_close(mbx_sender *s);
+
+/* Handles one event: waits up to timeout_ms for it and runs its handlers.
+ * Returns 0 (handled, ignored for lack of handlers, or the close was
+ * consumed), a handler's non-zero value, MBX_EAGAIN (timeout 0) or
+ * MBX_ETIMEDOUT (nothing came), or MBX_ECLOSED (the close was consumed
+ * before, or every process holding the sender is gone and nothing is
+ * left). A process that handles without having fired lets go of its copy
+ * of the sender, so that the senders' exit can be seen. */
+MBX_API int mbx_handle_next(mbx_receiver *r, int timeout_ms);
+
+/* Handles every event fired before the call (and whatever else is there),
+ * without waiting. Returns the number of events taken, a handler's
+ * non-zero value (negative values are errors), or MBX_ECLOSED. */
+MBX_API int mbx_handle_until_blocking(mbx_receiver *r);
+
+/* Handles events until the close: returns 0 after the close is consumed,
+ * MBX_ECLOSED if every sender process went away without closing, or a
+ * handler's non-zero value. */
+MBX_API int mbx_handle_until_closed(mbx_receiver *r);
+
+/* A file descriptor readable while events wait (level-triggered), for any
+ * event loop; handle with mbx_handle_until_blocking when it is. Owned by
+ * the dispatcher. Returns the fd, or MBX_ECLOSED once closed. */
+MBX_API int mbx_receiver_fd(mbx_receiver *r);
+
+/* Ends the receiving loop after the events already queued: queues a close
+ * behind them. Callable from a handler. Returns 0 or an error of
+ * mbx_fire. */
+MBX_API int mbx_receiver_close(mbx_receiver *r);
+
+/* Counters of this process's receiver. */
+typedef struct mbx_receiver_stats {
+    uint64_t handled; /* events whose handlers ran */
+    uint64_t ignored; /* events with no handler connected */
+    uint64_t dropped; /* malformed records dropped */
+    uint64_t reserved[5];
+} mbx_receiver_stats;
+
+/* Fills *out. Returns 0 or MBX_EINVAL. */
+MBX_API int mbx_receiver_stat(const mbx_receiver *r, mbx_receiver_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

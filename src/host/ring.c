@@ -82,19 +82,16 @@ mbx__ring_token(uint32_t lane, uint32_t nonce)
 
 /* ---- writers ------------------------------------------------------------ */
 
-/* Takes the writers' lock. A holder that stays put for a millisecond is
- * asked about; if it died, its lock is broken (it never published its
- * record, or had published it whole). */
-static void
-lock_writers(struct mbx__ring *r, uint64_t token,
-             mbx__holder_dead_fn holder_dead, void *ctx)
+void
+mbx__ring_lock(_Atomic uint64_t *word, uint64_t token,
+               mbx__holder_dead_fn holder_dead, void *ctx,
+               _Atomic uint64_t *broken)
 {
-    struct mbx__ring_hdr *h = r->hdr;
     uint64_t seen_holder = 0;
     int64_t seen_since = 0;
     for (unsigned i = 0;; i++) {
         uint64_t cur = 0;
-        if (atomic_compare_exchange_weak(&h->wlock, &cur, token))
+        if (atomic_compare_exchange_weak(word, &cur, token))
             return;
         if (i < 64 || cur == 0) {
             mbx__cpu_relax();
@@ -107,17 +104,17 @@ lock_writers(struct mbx__ring *r, uint64_t token,
             seen_since = now;
         } else if (now - seen_since > HOLDER_CHECK_NS) {
             if (holder_dead(ctx, cur) &&
-                atomic_compare_exchange_strong(&h->wlock, &cur, 0))
-                atomic_fetch_add(&h->broken_locks, 1);
+                atomic_compare_exchange_strong(word, &cur, 0))
+                atomic_fetch_add(broken, 1);
             seen_since = now;
         }
     }
 }
 
-static void
-unlock_writers(struct mbx__ring *r)
+void
+mbx__ring_unlock(_Atomic uint64_t *word)
 {
-    atomic_store_explicit(&r->hdr->wlock, 0, memory_order_release);
+    atomic_store_explicit(word, 0, memory_order_release);
 }
 
 /* Copies a record to offset `off`. Writers' lock held. */
@@ -220,9 +217,10 @@ mbx__ring_put(struct mbx__ring *r, uint64_t token,
         (h->max_body && v->body_len > h->max_body))
         return MBX_EMSGSIZE;
     for (;;) {
-        lock_writers(r, token, ops->holder_dead, ctx);
+        mbx__ring_lock(&h->wlock, token, ops->holder_dead, ctx,
+                       &h->broken_locks);
         bool done = try_append(r, size, v);
-        unlock_writers(r);
+        mbx__ring_unlock(&h->wlock);
         if (done) {
             mbx__ring_wake_reader(r);
             return 0;

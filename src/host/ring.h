@@ -188,6 +188,17 @@ struct mbx__ring_writer_ops {
 /* The lock token of a writer lane. */
 uint64_t mbx__ring_token(uint32_t lane, uint32_t nonce);
 
+/* A lock word shared between processes whose holders are named by lane
+ * tokens (the writers' lock; the dispatcher's receivers' lock). Spins,
+ * then yields; a holder that stays put for a millisecond is asked about
+ * with holder_dead, and if it died its lock is broken (counted in
+ * *broken). The holder must not publish anything that a break would leave
+ * half done. */
+void mbx__ring_lock(_Atomic uint64_t *word, uint64_t token,
+                    mbx__holder_dead_fn holder_dead, void *ctx,
+                    _Atomic uint64_t *broken);
+void mbx__ring_unlock(_Atomic uint64_t *word);
+
 /* Appends one record under the writers' lock (token: the caller's lane).
  * Waits for room up to `deadline` (MBX__NEVER, 0 = not at all); before
  * waiting and every few milliseconds while waiting it asks whether the

@@ -1,0 +1,960 @@
+/*
+ * The dispatcher: mpdispatcher's sender/receiver pair in C. Events are
+ * records of the host ring (src/host/ring.c) in anonymous shared memory (a
+ * memfd) made before fork, so both processes map it: the event's name is
+ * the record's kind, its args the body (MessagePack, as mbx_args_encode
+ * writes them), and a close is a record with the CLOSE flag.
+ *
+ * Who is alive is told by file locks on the memfd, which the kernel drops
+ * when the last fd of an open file description closes, however the
+ * process ends:
+ *
+ *   byte SENDER_HOLD      read-locked by every process holding the sender
+ *   byte RECEIVER_HOLD    read-locked by every process holding the receiver
+ *   bytes 1 + lane        a sender process's lane (the ring's writers' lock)
+ *   bytes RLANE_BASE + l  a receiver process's lane (the receivers' lock)
+ *
+ * The holds are one open file description each, shared by every process
+ * that inherited it; a process drops its copy of one end's hold when it
+ * starts using the other end only (handling without having fired lets go
+ * of the sender), so that "every process holding the sender is gone" can
+ * be seen. Lanes are per process: a forked child takes its own.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/fork.h"
+#include "host/ring.h"
+#include "platform/platform.h"
+
+#define DISPATCH_MAGIC 0x6863746170736964ull /* "dispatch" */
+#define DISPATCH_VERSION 1u
+#define DISPATCH_HDR_SIZE 4096 /* before the ring's own header */
+
+#define SENDER_HOLD 0
+#define RECEIVER_HOLD 1100
+#define RLANES 256
+#define RLANE_BASE 2048
+
+#define REC_CLOSE 0x80u /* record flag: the close */
+
+/* A receiver waiting for events looks at the senders' liveness this often. */
+#define LIVENESS_CHECK_NS 100000000
+
+/* The dispatcher's own shared header, before the ring. */
+struct dispatch_hdr {
+    uint64_t magic;
+    uint32_t version;
+    _Atomic uint32_t forked; /* the dispatcher crossed a fork or an exec */
+    _Alignas(64) _Atomic uint64_t rlock; /* receivers' lock (lane tokens) */
+    _Atomic uint64_t broken_rlocks;
+    _Alignas(64) _Atomic uint32_t rlane_nonce[RLANES];
+};
+
+_Static_assert(sizeof(struct dispatch_hdr) <= DISPATCH_HDR_SIZE,
+               "the dispatcher's header fits its page");
+
+/* A lane of this process: its own open of the memfd, holding one byte. */
+struct lane {
+    int fd;
+    uint32_t index;
+    uint64_t token;
+    unsigned fork_gen; /* the process it belongs to */
+};
+
+struct handler {
+    struct handler *next;
+    mbx_handler fn;
+    void *ctx;
+    char event[]; /* NUL-terminated */
+};
+
+struct mbx_sender {
+    struct mbx_dispatcher *d;
+    pthread_mutex_t lock; /* lane and hold set-up */
+    struct lane lane;
+    bool closed; /* this process closed the sender */
+};
+
+struct mbx_receiver {
+    struct mbx_dispatcher *d;
+    pthread_mutex_t lock; /* handlers, lane, statistics */
+    struct lane lane;
+    struct handler *handlers;
+    _Atomic bool close_seen; /* the close record was consumed here */
+    mbx_receiver_stats stats;
+};
+
+struct mbx_dispatcher {
+    int data_fd;    /* the memfd, mapped */
+    int event_fd;   /* readable while events wait (the doorbell) */
+    int hold_fd[2]; /* the sender's and receiver's holds, or -1 */
+    bool used[2];   /* this process fired / handled */
+    void *map;
+    size_t map_size;
+    struct dispatch_hdr *hdr;
+    struct mbx__ring ring;
+    struct mbx_sender sender;
+    struct mbx_receiver receiver;
+};
+
+enum { SENDER = 0, RECEIVER = 1 };
+
+/* ---- locks and lanes ------------------------------------------------------
+ */
+
+static int
+lock_byte(int fd, off_t byte, short type)
+{
+    struct flock fl = {
+        .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+/* True when an open file description other than fd's holds the byte (or
+ * when we cannot tell: never declare a live peer dead). */
+static bool
+byte_held_elsewhere(int fd, off_t byte)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return true;
+    return fl.l_type != F_UNLCK;
+}
+
+/* A new open file description of the memfd. */
+static int
+reopen(struct mbx_dispatcher *d)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", d->data_fd);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Takes a free lane among `count` bytes from `base`, bumping its nonce.
+ * Lanes belong to a process: a child after fork takes its own. */
+static int
+take_lane(struct mbx_dispatcher *d, struct lane *l, off_t base, uint32_t count,
+          _Atomic uint32_t *nonces)
+{
+    if (l->fd >= 0 && l->fork_gen == mbx__fork_generation)
+        return 0;
+    if (l->fd >= 0)
+        close(l->fd); /* the parent's: closing our copy keeps its lock */
+    l->fd = reopen(d);
+    if (l->fd < 0)
+        return l->fd;
+    uint32_t start = (uint32_t)getpid() % count;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t lane = (start + i) % count;
+        int rc = lock_byte(l->fd, base + lane, F_WRLCK);
+        if (rc == -EAGAIN || rc == -EACCES)
+            continue;
+        if (rc < 0)
+            break;
+        uint32_t nonce = atomic_load(&nonces[lane]) + 1;
+        atomic_store(&nonces[lane], nonce ? nonce : 1);
+        l->index = lane;
+        l->token = mbx__ring_token(lane, nonce ? nonce : 1);
+        l->fork_gen = mbx__fork_generation;
+        return 0;
+    }
+    close(l->fd);
+    l->fd = -1;
+    return MBX_EAGAIN;
+}
+
+/* Is the holder of `token` among lanes [base, base + count) gone? */
+static bool
+lane_holder_dead(int probe_fd, uint64_t token, uint64_t own, off_t base,
+                 uint32_t count, _Atomic uint32_t *nonces)
+{
+    uint32_t lane = (uint32_t)token, nonce = (uint32_t)(token >> 32);
+    if (token == own)
+        return false; /* another thread of this process */
+    if (lane >= count || atomic_load(&nonces[lane]) != nonce)
+        return true;
+    return !byte_held_elsewhere(probe_fd, base + lane);
+}
+
+static bool
+writer_dead(void *ctx, uint64_t token)
+{
+    struct mbx_dispatcher *d = ctx;
+    return lane_holder_dead(d->data_fd, token, d->sender.lane.token, 1,
+                            MBX__RING_LANES, d->ring.hdr->lane_nonce);
+}
+
+static bool
+receiver_dead(void *ctx, uint64_t token)
+{
+    struct mbx_dispatcher *d = ctx;
+    return lane_holder_dead(d->data_fd, token, d->receiver.lane.token,
+                            RLANE_BASE, RLANES, d->hdr->rlane_nonce);
+}
+
+/* True while some process holds end `which` (asks the kernel). Before the
+ * dispatcher crossed a fork or exec, one process holds everything. */
+static bool
+end_held(struct mbx_dispatcher *d, int which)
+{
+    if (!atomic_load(&d->hdr->forked))
+        return true;
+    return byte_held_elsewhere(d->data_fd,
+                               which == SENDER ? SENDER_HOLD : RECEIVER_HOLD);
+}
+
+/* Takes this process's hold on end `which` (again). */
+static int
+hold(struct mbx_dispatcher *d, int which)
+{
+    if (d->hold_fd[which] >= 0)
+        return 0;
+    int fd = reopen(d);
+    if (fd < 0)
+        return fd;
+    int rc =
+        lock_byte(fd, which == SENDER ? SENDER_HOLD : RECEIVER_HOLD, F_RDLCK);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    d->hold_fd[which] = fd;
+    return 0;
+}
+
+/* This process uses end `which`: it holds it, and lets go of the other
+ * one unless it used that too. */
+static int
+use_end(struct mbx_dispatcher *d, int which, pthread_mutex_t *lock)
+{
+    pthread_mutex_lock(lock);
+    int rc = 0;
+    if (!d->used[which]) {
+        d->used[which] = true;
+        rc = hold(d, which);
+        if (rc == 0 && !d->used[!which] && d->hold_fd[!which] >= 0) {
+            close(d->hold_fd[!which]);
+            d->hold_fd[!which] = -1;
+        }
+    }
+    pthread_mutex_unlock(lock);
+    return rc;
+}
+
+/* ---- creating and sharing ---------------------------------------------------
+ */
+
+/* Every dispatcher of this process, so that a fork child can mark them as
+ * shared between processes. */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mbx_dispatcher **all;
+static size_t all_count, all_cap;
+
+static int
+remember(struct mbx_dispatcher *d)
+{
+    pthread_mutex_lock(&all_lock);
+    int rc = 0;
+    if (all_count == all_cap) {
+        size_t cap = all_cap ? all_cap * 2 : 8;
+        struct mbx_dispatcher **n = realloc(all, cap * sizeof *n);
+        if (n) {
+            all = n;
+            all_cap = cap;
+        } else {
+            rc = MBX_ENOMEM;
+        }
+    }
+    if (rc == 0)
+        all[all_count++] = d;
+    pthread_mutex_unlock(&all_lock);
+    return rc;
+}
+
+static void
+forget(struct mbx_dispatcher *d)
+{
+    pthread_mutex_lock(&all_lock);
+    for (size_t i = 0; i < all_count; i++) {
+        if (all[i] == d) {
+            all[i] = all[--all_count];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&all_lock);
+}
+
+void
+mbx__dispatch_lock_all(void)
+{
+    pthread_mutex_lock(&all_lock);
+}
+
+void
+mbx__dispatch_unlock_all(int in_child)
+{
+    if (in_child)
+        for (size_t i = 0; i < all_count; i++)
+            atomic_store(&all[i]->hdr->forked, 1);
+    pthread_mutex_unlock(&all_lock);
+}
+
+static void
+init_ends(struct mbx_dispatcher *d)
+{
+    d->hold_fd[SENDER] = d->hold_fd[RECEIVER] = -1;
+    d->sender = (struct mbx_sender){.d = d, .lane = {.fd = -1}};
+    d->receiver = (struct mbx_receiver){.d = d, .lane = {.fd = -1}};
+    pthread_mutex_init(&d->sender.lock, NULL);
+    pthread_mutex_init(&d->receiver.lock, NULL);
+}
+
+/* Maps the memfd and checks it. */
+static int
+map_dispatcher(struct mbx_dispatcher *d, size_t size)
+{
+    d->map_size = size;
+    d->map =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, d->data_fd, 0);
+    if (d->map == MAP_FAILED) {
+        d->map = NULL;
+        return MBX_ENOMEM;
+    }
+    d->hdr = d->map;
+    return 0;
+}
+
+int
+mbx_dispatcher_new(mbx_dispatcher **out, const mbx_dispatcher_opts *opts)
+{
+    mbx_dispatcher_opts o = opts ? *opts : (mbx_dispatcher_opts){0};
+    uint64_t want = o.ring_size ? o.ring_size : MBX_RING_DEFAULT, size;
+    if (!out || want > MBX_RING_MAX)
+        return MBX_EINVAL;
+    for (size = MBX_RING_MIN; size < want; size <<= 1)
+        ;
+    mbx__fork_safety();
+    mbx_dispatcher *d = calloc(1, sizeof *d);
+    if (!d)
+        return MBX_ENOMEM;
+    init_ends(d);
+    d->event_fd = -1;
+    int rc = 0;
+    d->data_fd = memfd_create("mbx-dispatcher", MFD_CLOEXEC);
+    if (d->data_fd < 0)
+        rc = -errno;
+    size_t total = DISPATCH_HDR_SIZE + MBX__RING_HDR_SIZE + size;
+    if (rc == 0 && ftruncate(d->data_fd, (off_t)total) < 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = map_dispatcher(d, total);
+    if (rc == 0 && (d->event_fd = mbx__eventfd_open()) < 0)
+        rc = d->event_fd;
+    if (rc == 0) {
+        d->hdr->magic = DISPATCH_MAGIC;
+        d->hdr->version = DISPATCH_VERSION;
+        mbx__ring_init(&d->ring, (char *)d->map + DISPATCH_HDR_SIZE, size, "",
+                       (int)getpid(), 0600, 0);
+        atomic_store(&d->ring.hdr->state, MBX__RING_LIVE);
+        /* The creator holds both ends until it uses only one. */
+        rc = hold(d, SENDER);
+        if (rc == 0)
+            rc = hold(d, RECEIVER);
+    }
+    if (rc == 0)
+        rc = remember(d);
+    if (rc < 0) {
+        mbx_dispatcher_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+mbx_sender *
+mbx_dispatcher_sender(mbx_dispatcher *d)
+{
+    return d ? &d->sender : NULL;
+}
+
+mbx_receiver *
+mbx_dispatcher_receiver(mbx_dispatcher *d)
+{
+    return d ? &d->receiver : NULL;
+}
+
+/* Clears close-on-exec on fd. */
+static int
+keep_across_exec(int fd)
+{
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+int
+mbx_dispatcher_export(mbx_dispatcher *d, char *buf)
+{
+    if (!d || !buf)
+        return MBX_EINVAL;
+    /* The new program holds both ends, as a fork child does, until it
+     * uses one. */
+    int rc = hold(d, SENDER);
+    if (rc == 0)
+        rc = hold(d, RECEIVER);
+    if (rc == 0)
+        rc = keep_across_exec(d->data_fd);
+    if (rc == 0)
+        rc = keep_across_exec(d->event_fd);
+    if (rc == 0)
+        rc = keep_across_exec(d->hold_fd[SENDER]);
+    if (rc == 0)
+        rc = keep_across_exec(d->hold_fd[RECEIVER]);
+    if (rc < 0)
+        return rc;
+    atomic_store(&d->hdr->forked, 1);
+    snprintf(buf, MBX_DISPATCHER_HANDLE_LEN, "mbxd:%d,%d,%d,%d", d->data_fd,
+             d->event_fd, d->hold_fd[SENDER], d->hold_fd[RECEIVER]);
+    return 0;
+}
+
+int
+mbx_dispatcher_import(mbx_dispatcher **out, const char *handle)
+{
+    int fds[4];
+    char tail;
+    if (!out || !handle ||
+        sscanf(handle, "mbxd:%d,%d,%d,%d%c", &fds[0], &fds[1], &fds[2], &fds[3],
+               &tail) != 4)
+        return MBX_EINVAL;
+    for (int i = 0; i < 4; i++)
+        if (fds[i] < 0 || fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0)
+            return MBX_EBADMSG;
+    mbx__fork_safety();
+    mbx_dispatcher *d = calloc(1, sizeof *d);
+    if (!d)
+        return MBX_ENOMEM;
+    init_ends(d);
+    d->data_fd = fds[0];
+    d->event_fd = fds[1];
+    d->hold_fd[SENDER] = fds[2];
+    d->hold_fd[RECEIVER] = fds[3];
+    off_t size = lseek(d->data_fd, 0, SEEK_END);
+    int rc = size > DISPATCH_HDR_SIZE ? map_dispatcher(d, (size_t)size)
+                                      : MBX_EBADMSG;
+    if (rc == 0 && (d->hdr->magic != DISPATCH_MAGIC ||
+                    d->hdr->version != DISPATCH_VERSION))
+        rc = MBX_EBADMSG;
+    if (rc == 0)
+        rc = mbx__ring_attach(&d->ring, (char *)d->map + DISPATCH_HDR_SIZE,
+                              (size_t)size - DISPATCH_HDR_SIZE);
+    if (rc == 0)
+        rc = remember(d);
+    if (rc < 0) {
+        mbx_dispatcher_free(d);
+        return rc;
+    }
+    *out = d;
+    return 0;
+}
+
+void
+mbx_dispatcher_free(mbx_dispatcher *d)
+{
+    if (!d)
+        return;
+    forget(d);
+    struct handler *h = d->receiver.handlers, *next;
+    for (; h; h = next) {
+        next = h->next;
+        free(h);
+    }
+    if (d->map)
+        munmap(d->map, d->map_size);
+    mbx__fd_close(d->data_fd);
+    mbx__fd_close(d->event_fd);
+    mbx__fd_close(d->hold_fd[SENDER]);
+    mbx__fd_close(d->hold_fd[RECEIVER]);
+    mbx__fd_close(d->sender.lane.fd);
+    mbx__fd_close(d->receiver.lane.fd);
+    pthread_mutex_destroy(&d->sender.lock);
+    pthread_mutex_destroy(&d->receiver.lock);
+    free(d);
+}
+
+/* ---- firing
+ * ------------------------------------------------------------------ */
+
+static bool
+receivers_alive(void *ctx)
+{
+    return end_held(ctx, RECEIVER);
+}
+
+/* Before a sender waits for room: wake the receivers (and their doorbell),
+ * in case the sender that filled the ring died before waking them. */
+static void
+nudge_receivers(void *ctx)
+{
+    struct mbx_dispatcher *d = ctx;
+    mbx__ring_wake_reader(&d->ring);
+    uint32_t arming = mbx__ring_armed(&d->ring);
+    if (arming) {
+        mbx__eventfd_signal(d->event_fd);
+        mbx__ring_disarm(&d->ring, arming);
+    }
+}
+
+static const struct mbx__ring_writer_ops sender_ops = {
+    .holder_dead = writer_dead,
+    .reader_alive = receivers_alive,
+    .nudge_reader = nudge_receivers,
+};
+
+/* Writes one record from this process (a sender's, or a receiver's close). */
+static int
+put_record(struct mbx_dispatcher *d, const struct mbx__rec_view *v)
+{
+    struct mbx_sender *s = &d->sender;
+    pthread_mutex_lock(&s->lock);
+    int rc =
+        take_lane(d, &s->lane, 1, MBX__RING_LANES, d->ring.hdr->lane_nonce);
+    uint64_t token = s->lane.token;
+    pthread_mutex_unlock(&s->lock);
+    if (rc < 0)
+        return rc;
+    rc = mbx__ring_put(&d->ring, token, v, MBX__NEVER, &sender_ops, d);
+    if (rc == MBX_ENOENT)
+        return MBX_ECLOSED; /* every receiver is gone */
+    if (rc == 0)
+        nudge_receivers(d); /* rings the doorbell if armed */
+    return rc;
+}
+
+int
+mbx_fire(mbx_sender *s, const char *event, const mbx_args *args)
+{
+    if (!s || !event || !*event || strlen(event) > MBX_KIND_MAX)
+        return MBX_EINVAL;
+    struct mbx_dispatcher *d = s->d;
+    if (s->closed)
+        return MBX_ECLOSED;
+    void *body = NULL;
+    size_t len = 0;
+    int rc = args ? mbx_args_encode(args, &body, &len) : 0;
+    if (rc < 0)
+        return rc;
+    rc = use_end(d, SENDER, &s->lock);
+    if (rc == 0) {
+        struct mbx__rec_view v = {.role = 0,
+                                  .kind = event,
+                                  .kind_len = strlen(event),
+                                  .body = body,
+                                  .body_len = len};
+        rc = put_record(d, &v);
+    }
+    free(body);
+    return rc;
+}
+
+/* Adds one value of format character c to a (keyword `key`, or positional
+ * when key is NULL). */
+static int
+add_formatted(mbx_args *a, const char *key, char c, va_list *ap)
+{
+    switch (c) {
+    case 'n':
+        return key ? mbx_args_set_nil(a, key) : mbx_args_add_nil(a);
+    case 'b': {
+        int v = va_arg(*ap, int);
+        return key ? mbx_args_set_bool(a, key, v) : mbx_args_add_bool(a, v);
+    }
+    case 'i': {
+        int64_t v = va_arg(*ap, int64_t);
+        return key ? mbx_args_set_int(a, key, v) : mbx_args_add_int(a, v);
+    }
+    case 'd': {
+        double v = va_arg(*ap, double);
+        return key ? mbx_args_set_double(a, key, v) : mbx_args_add_double(a, v);
+    }
+    case 's': {
+        const char *v = va_arg(*ap, const char *);
+        return key ? mbx_args_set_str(a, key, v) : mbx_args_add_str(a, v);
+    }
+    case 'y': {
+        const void *v = va_arg(*ap, const void *);
+        size_t n = va_arg(*ap, size_t);
+        return key ? mbx_args_set_bytes(a, key, v, n)
+                   : mbx_args_add_bytes(a, v, n);
+    }
+    default:
+        return MBX_EINVAL;
+    }
+}
+
+int
+mbx_firef(mbx_sender *s, const char *event, const char *fmt, ...)
+{
+    if (!fmt)
+        return MBX_EINVAL;
+    mbx_args *a = mbx_args_new();
+    if (!a)
+        return MBX_ENOMEM;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = 0;
+    bool keywords = false;
+    for (const char *p = fmt; *p && rc == 0; p++) {
+        if (*p == '|' && !keywords) {
+            keywords = true;
+            continue;
+        }
+        const char *key = keywords ? va_arg(ap, const char *) : NULL;
+        if (keywords && !key)
+            rc = MBX_EINVAL;
+        else
+            rc = add_formatted(a, key, *p, &ap);
+    }
+    va_end(ap);
+    if (rc == 0)
+        rc = mbx_fire(s, event, a);
+    mbx_args_free(a);
+    return rc;
+}
+
+int
+mbx_sender_close(mbx_sender *s)
+{
+    if (!s)
+        return MBX_EINVAL;
+    if (s->closed)
+        return MBX_ECLOSED;
+    struct mbx__rec_view v = {.flags = REC_CLOSE, .kind = ""};
+    int rc = put_record(s->d, &v);
+    if (rc == 0)
+        s->closed = true;
+    return rc;
+}
+
+int
+mbx_receiver_close(mbx_receiver *r)
+{
+    if (!r)
+        return MBX_EINVAL;
+    struct mbx__rec_view v = {.flags = REC_CLOSE, .kind = ""};
+    return put_record(r->d, &v);
+}
+
+/* ---- handlers
+ * ------------------------------------------------------------------ */
+
+int
+mbx_connect(mbx_receiver *r, const char *event, mbx_handler fn, void *ctx)
+{
+    if (!r || !fn || !event || !*event || strlen(event) > MBX_KIND_MAX)
+        return MBX_EINVAL;
+    size_t len = strlen(event);
+    struct handler *h = malloc(sizeof *h + len + 1);
+    if (!h)
+        return MBX_ENOMEM;
+    h->next = NULL;
+    h->fn = fn;
+    h->ctx = ctx;
+    memcpy(h->event, event, len + 1);
+    pthread_mutex_lock(&r->lock);
+    struct handler **p = &r->handlers;
+    while (*p)
+        p = &(*p)->next;
+    *p = h; /* connection order */
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
+int
+mbx_disconnect(mbx_receiver *r, const char *event, mbx_handler fn, void *ctx)
+{
+    if (!r || !event || !fn)
+        return MBX_EINVAL;
+    struct handler *gone = NULL;
+    pthread_mutex_lock(&r->lock);
+    for (struct handler **p = &r->handlers; *p; p = &(*p)->next) {
+        struct handler *h = *p;
+        if (h->fn == fn && h->ctx == ctx && strcmp(h->event, event) == 0) {
+            *p = h->next;
+            gone = h;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    free(gone);
+    return gone ? 0 : MBX_ENOENT;
+}
+
+/* The handlers of `event` as connected now, copied so that they run
+ * without the lock (a handler may connect or disconnect). Returns the count
+ * (in *out, to free), or -1 when out of memory. */
+static int
+handlers_of(mbx_receiver *r, const char *event, struct handler **out)
+{
+    pthread_mutex_lock(&r->lock);
+    int n = 0;
+    for (struct handler *h = r->handlers; h; h = h->next)
+        n += strcmp(h->event, event) == 0;
+    struct handler *copy = n ? malloc((size_t)n * sizeof *copy) : NULL;
+    if (n && !copy)
+        n = -1;
+    int i = 0;
+    for (struct handler *h = r->handlers; h && copy; h = h->next)
+        if (strcmp(h->event, event) == 0)
+            copy[i++] = (struct handler){.fn = h->fn, .ctx = h->ctx};
+    pthread_mutex_unlock(&r->lock);
+    *out = copy;
+    return n;
+}
+
+/* ---- receiving
+ * ------------------------------------------------------------------ */
+
+/* An event taken off the ring. */
+struct event {
+    bool close;
+    char name[MBX_KIND_MAX + 1];
+    void *body;
+    size_t len;
+};
+
+/* Takes the next event under the receivers' lock. Returns 1 (got one), 0
+ * (none), or a negative error. A malformed record is dropped and counted. */
+static int
+take_event(mbx_receiver *r, struct event *ev)
+{
+    struct mbx_dispatcher *d = r->d;
+    pthread_mutex_lock(&r->lock);
+    int rc = take_lane(d, &r->lane, RLANE_BASE, RLANES, d->hdr->rlane_nonce);
+    uint64_t token = r->lane.token;
+    pthread_mutex_unlock(&r->lock);
+    if (rc < 0)
+        return rc;
+    struct mbx__ring *ring = &d->ring;
+    mbx__ring_lock(&d->hdr->rlock, token, receiver_dead, d,
+                   &d->hdr->broken_rlocks);
+    /* Several receivers (processes or threads) share the ring: the shared
+     * head, not a private one, says where the next event is. */
+    ring->rhead = ring->rtail = atomic_load(&ring->hdr->head);
+    ring->consumed = 0;
+    struct mbx__rec_view v;
+    int got = 0;
+    if (mbx__ring_refresh(ring) && mbx__ring_peek(ring, &v)) {
+        got = 1;
+        ev->close = v.flags & REC_CLOSE;
+        ev->len = v.body_len;
+        ev->body = v.body_len ? malloc(v.body_len) : NULL;
+        if (v.body_len && !ev->body) {
+            got = MBX_ENOMEM; /* left in the ring */
+        } else {
+            memcpy(ev->name, v.kind, v.kind_len);
+            ev->name[v.kind_len] = '\0';
+            if (v.body_len)
+                memcpy(ev->body, v.body, v.body_len);
+            mbx__ring_consume(ring);
+        }
+    }
+    mbx__ring_commit(ring);
+    mbx__ring_unlock(&d->hdr->rlock);
+    return got;
+}
+
+/* Runs the handlers of one event. Returns 0 or a handler's non-zero
+ * value. */
+static int
+dispatch(mbx_receiver *r, struct event *ev)
+{
+    mbx_args *args = NULL;
+    int rc = ev->len ? mbx_args_decode(&args, ev->body, ev->len) : 0;
+    if (rc == 0 && !args && !(args = mbx_args_new()))
+        rc = MBX_ENOMEM;
+    if (rc < 0 || memchr(ev->name, 0, strlen(ev->name) + 1) !=
+                      ev->name + strlen(ev->name)) {
+        pthread_mutex_lock(&r->lock);
+        r->stats.dropped++;
+        pthread_mutex_unlock(&r->lock);
+        mbx_args_free(args);
+        return 0;
+    }
+    struct handler *hs;
+    int n = handlers_of(r, ev->name, &hs);
+    pthread_mutex_lock(&r->lock);
+    if (n == 0)
+        r->stats.ignored++;
+    else
+        r->stats.handled++;
+    pthread_mutex_unlock(&r->lock);
+    rc = n < 0 ? MBX_ENOMEM : 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = hs[i].fn(ev->name, args, hs[i].ctx);
+    free(hs);
+    mbx_args_free(args);
+    return rc;
+}
+
+/* Makes the fd unreadable if nothing waits, and arms the doorbell; then
+ * looks again, so an event that came meanwhile keeps it readable. */
+static void
+settle_fd(struct mbx_dispatcher *d)
+{
+    if (mbx__ring_pending(&d->ring))
+        return;
+    mbx__eventfd_drain(d->event_fd);
+    mbx__ring_arm(&d->ring);
+    if (mbx__ring_pending(&d->ring))
+        mbx__eventfd_signal(d->event_fd);
+}
+
+/* Waits until an event may be there, every process holding the sender is
+ * gone, or the deadline passes. Returns 0 (look again), MBX_ECLOSED or
+ * MBX_ETIMEDOUT. */
+static int
+await_event(struct mbx_dispatcher *d, int64_t deadline)
+{
+    struct mbx__ring_hdr *h = d->ring.hdr;
+    int64_t until = mbx__now_ns() + LIVENESS_CHECK_NS;
+    if (deadline < until)
+        until = deadline;
+    uint32_t s = atomic_load(&h->rd_seq);
+    atomic_fetch_add(&h->rd_waiters, 1);
+    int rc = 0;
+    if (!mbx__ring_pending(&d->ring))
+        rc = mbx__futex_wait_shared(&h->rd_seq, s, until);
+    atomic_fetch_sub(&h->rd_waiters, 1);
+    if (mbx__ring_pending(&d->ring))
+        return 0;
+    /* Senders gone and nothing left: closed, not merely quiet. */
+    if (!end_held(d, SENDER))
+        return mbx__ring_pending(&d->ring) ? 0 : MBX_ECLOSED;
+    if (rc == MBX_ETIMEDOUT && until < deadline)
+        rc = 0;
+    return rc;
+}
+
+/* Takes one event, waiting up to the deadline. Returns 1, or MBX_EAGAIN,
+ * MBX_ETIMEDOUT, MBX_ECLOSED or another error. */
+static int
+next_event(mbx_receiver *r, struct event *ev, int64_t deadline)
+{
+    struct mbx_dispatcher *d = r->d;
+    if (atomic_load(&r->close_seen))
+        return MBX_ECLOSED;
+    int rc = use_end(d, RECEIVER, &r->lock);
+    for (; rc == 0;) {
+        int got = take_event(r, ev);
+        if (got != 0)
+            return got;
+        settle_fd(d);
+        if (deadline == 0)
+            return end_held(d, SENDER) ? MBX_EAGAIN : MBX_ECLOSED;
+        rc = await_event(d, deadline);
+    }
+    return rc;
+}
+
+/* Handles one event taken by next_event. */
+static int
+handle(mbx_receiver *r, struct event *ev)
+{
+    if (ev->close) {
+        atomic_store(&r->close_seen, true);
+        return 0;
+    }
+    int rc = dispatch(r, ev);
+    free(ev->body);
+    return rc;
+}
+
+int
+mbx_handle_next(mbx_receiver *r, int timeout_ms)
+{
+    if (!r)
+        return MBX_EINVAL;
+    struct event ev;
+    int rc = next_event(r, &ev, mbx__deadline(timeout_ms));
+    return rc < 0 ? rc : handle(r, &ev);
+}
+
+int
+mbx_handle_until_blocking(mbx_receiver *r)
+{
+    if (!r)
+        return MBX_EINVAL;
+    /* Everything published before this moment is in the ring already:
+     * fired events never wait in a thread of ours on their way. */
+    int n = 0;
+    for (;;) {
+        struct event ev;
+        int rc = next_event(r, &ev, 0);
+        if (rc == MBX_EAGAIN)
+            return n;
+        if (rc < 0)
+            return n && rc == MBX_ECLOSED ? n : rc;
+        n++;
+        if ((rc = handle(r, &ev)) != 0)
+            return rc;
+        if (atomic_load(&r->close_seen))
+            return n;
+    }
+}
+
+int
+mbx_handle_until_closed(mbx_receiver *r)
+{
+    if (!r)
+        return MBX_EINVAL;
+    for (;;) {
+        struct event ev;
+        int rc = next_event(r, &ev, MBX__NEVER);
+        if (rc < 0)
+            return rc;
+        if ((rc = handle(r, &ev)) != 0)
+            return rc;
+        if (atomic_load(&r->close_seen))
+            return 0;
+    }
+}
+
+int
+mbx_receiver_fd(mbx_receiver *r)
+{
+    if (!r)
+        return MBX_EINVAL;
+    if (atomic_load(&r->close_seen))
+        return MBX_ECLOSED;
+    int rc = use_end(r->d, RECEIVER, &r->lock);
+    if (rc < 0)
+        return rc;
+    settle_fd(r->d);
+    return r->d->event_fd;
+}
+
+int
+mbx_receiver_stat(const mbx_receiver *r, mbx_receiver_stats *out)
+{
+    if (!r || !out)
+        return MBX_EINVAL;
+    mbx_receiver *w = (mbx_receiver *)r; /* the lock is not part of the value */
+    pthread_mutex_lock(&w->lock);
+    *out = r->stats;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
