@@ -68,7 +68,12 @@ struct lane {
     int fd;
     uint32_t index;
     uint64_t token;
-    unsigned fork_gen; /* the process it belongs to */
+};
+
+/* A handler to call: what handlers_of copies out of the list. */
+struct handler_ref {
+    mbx_handler fn;
+    void *ctx;
 };
 
 struct handler {
@@ -95,10 +100,11 @@ struct mbx_receiver {
 };
 
 struct mbx_dispatcher {
-    int data_fd;    /* the memfd, mapped */
-    int event_fd;   /* readable while events wait (the doorbell) */
-    int hold_fd[2]; /* the sender's and receiver's holds, or -1 */
-    bool used[2];   /* this process fired / handled */
+    int data_fd;               /* the memfd, mapped */
+    int event_fd;              /* readable while events wait (the doorbell) */
+    int hold_fd[2];            /* the sender's and receiver's holds, or -1 */
+    _Atomic bool used[2];      /* this process fired / handled */
+    pthread_mutex_t ends_lock; /* holds and used */
     void *map;
     size_t map_size;
     struct dispatch_hdr *hdr;
@@ -148,10 +154,8 @@ static int
 take_lane(struct mbx_dispatcher *d, struct lane *l, off_t base, uint32_t count,
           _Atomic uint32_t *nonces)
 {
-    if (l->fd >= 0 && l->fork_gen == mbx__fork_generation)
-        return 0;
     if (l->fd >= 0)
-        close(l->fd); /* the parent's: closing our copy keeps its lock */
+        return 0;
     l->fd = reopen(d);
     if (l->fd < 0)
         return l->fd;
@@ -167,7 +171,6 @@ take_lane(struct mbx_dispatcher *d, struct lane *l, off_t base, uint32_t count,
         atomic_store(&nonces[lane], nonce ? nonce : 1);
         l->index = lane;
         l->token = mbx__ring_token(lane, nonce ? nonce : 1);
-        l->fork_gen = mbx__fork_generation;
         return 0;
     }
     close(l->fd);
@@ -237,9 +240,11 @@ hold(struct mbx_dispatcher *d, int which)
 /* This process uses end `which`: it holds it, and lets go of the other
  * one unless it used that too. */
 static int
-use_end(struct mbx_dispatcher *d, int which, pthread_mutex_t *lock)
+use_end(struct mbx_dispatcher *d, int which)
 {
-    pthread_mutex_lock(lock);
+    if (atomic_load_explicit(&d->used[which], memory_order_acquire))
+        return 0;
+    pthread_mutex_lock(&d->ends_lock);
     int rc = 0;
     if (!d->used[which]) {
         d->used[which] = true;
@@ -248,8 +253,10 @@ use_end(struct mbx_dispatcher *d, int which, pthread_mutex_t *lock)
             close(d->hold_fd[!which]);
             d->hold_fd[!which] = -1;
         }
+        if (rc < 0)
+            d->used[which] = false;
     }
-    pthread_mutex_unlock(lock);
+    pthread_mutex_unlock(&d->ends_lock);
     return rc;
 }
 
@@ -302,12 +309,25 @@ mbx__dispatch_lock_all(void)
     pthread_mutex_lock(&all_lock);
 }
 
+/* Closes a lane inherited from the parent: the lane stays the parent's
+ * (its lock is held while any copy of the fd is open, so a parent killed
+ * holding the ring's lock could not be told from a live one if the child
+ * kept it). The child takes its own lane on first use. */
+static void
+drop_inherited_lane(struct lane *l)
+{
+    mbx__fd_close(l->fd);
+    l->fd = -1;
+}
+
 void
 mbx__dispatch_unlock_all(int in_child)
 {
-    if (in_child)
-        for (size_t i = 0; i < all_count; i++)
-            atomic_store(&all[i]->hdr->forked, 1);
+    for (size_t i = 0; in_child && i < all_count; i++) {
+        atomic_store(&all[i]->hdr->forked, 1);
+        drop_inherited_lane(&all[i]->sender.lane);
+        drop_inherited_lane(&all[i]->receiver.lane);
+    }
     pthread_mutex_unlock(&all_lock);
 }
 
@@ -319,6 +339,7 @@ init_ends(struct mbx_dispatcher *d)
     d->receiver = (struct mbx_receiver){.d = d, .lane = {.fd = -1}};
     pthread_mutex_init(&d->sender.lock, NULL);
     pthread_mutex_init(&d->receiver.lock, NULL);
+    pthread_mutex_init(&d->ends_lock, NULL);
 }
 
 /* Maps the memfd and checks it. */
@@ -492,6 +513,7 @@ mbx_dispatcher_free(mbx_dispatcher *d)
     mbx__fd_close(d->receiver.lane.fd);
     pthread_mutex_destroy(&d->sender.lock);
     pthread_mutex_destroy(&d->receiver.lock);
+    pthread_mutex_destroy(&d->ends_lock);
     free(d);
 }
 
@@ -557,7 +579,7 @@ mbx_fire(mbx_sender *s, const char *event, const mbx_args *args)
     int rc = args ? mbx_args_encode(args, &body, &len) : 0;
     if (rc < 0)
         return rc;
-    rc = use_end(d, SENDER, &s->lock);
+    rc = use_end(d, SENDER);
     if (rc == 0) {
         struct mbx__rec_view v = {.role = 0,
                                   .kind = event,
@@ -704,22 +726,26 @@ mbx_disconnect(mbx_receiver *r, const char *event, mbx_handler fn, void *ctx)
 }
 
 /* The handlers of `event` as connected now, copied so that they run
- * without the lock (a handler may connect or disconnect). Returns the count
- * (in *out, to free), or -1 when out of memory. */
+ * without the lock (a handler may connect or disconnect): into `local`
+ * (room for LOCAL_HANDLERS) or, when more, a new array. Returns the count
+ * (*out: local or to free), or -1 when out of memory. */
+#define LOCAL_HANDLERS 8
 static int
-handlers_of(mbx_receiver *r, const char *event, struct handler **out)
+handlers_of(mbx_receiver *r, const char *event, struct handler_ref *local,
+            struct handler_ref **out)
 {
     pthread_mutex_lock(&r->lock);
     int n = 0;
     for (struct handler *h = r->handlers; h; h = h->next)
         n += strcmp(h->event, event) == 0;
-    struct handler *copy = n ? malloc((size_t)n * sizeof *copy) : NULL;
-    if (n && !copy)
+    struct handler_ref *copy =
+        n <= LOCAL_HANDLERS ? local : malloc((size_t)n * sizeof *copy);
+    if (!copy)
         n = -1;
     int i = 0;
     for (struct handler *h = r->handlers; h && copy; h = h->next)
         if (strcmp(h->event, event) == 0)
-            copy[i++] = (struct handler){.fn = h->fn, .ctx = h->ctx};
+            copy[i++] = (struct handler_ref){.fn = h->fn, .ctx = h->ctx};
     pthread_mutex_unlock(&r->lock);
     *out = copy;
     return n;
@@ -731,6 +757,7 @@ handlers_of(mbx_receiver *r, const char *event, struct handler **out)
 /* An event taken off the ring. */
 struct event {
     bool close;
+    size_t name_len;
     char name[MBX_KIND_MAX + 1];
     void *body;
     size_t len;
@@ -767,6 +794,7 @@ take_event(mbx_receiver *r, struct event *ev)
         } else {
             memcpy(ev->name, v.kind, v.kind_len);
             ev->name[v.kind_len] = '\0';
+            ev->name_len = v.kind_len;
             if (v.body_len)
                 memcpy(ev->body, v.body, v.body_len);
             mbx__ring_consume(ring);
@@ -786,16 +814,16 @@ dispatch(mbx_receiver *r, struct event *ev)
     int rc = ev->len ? mbx_args_decode(&args, ev->body, ev->len) : 0;
     if (rc == 0 && !args && !(args = mbx_args_new()))
         rc = MBX_ENOMEM;
-    if (rc < 0 || memchr(ev->name, 0, strlen(ev->name) + 1) !=
-                      ev->name + strlen(ev->name)) {
+    /* A name with a NUL byte in it, or none, is not one mbx_fire sends. */
+    if (rc < 0 || ev->name_len == 0 || strlen(ev->name) != ev->name_len) {
         pthread_mutex_lock(&r->lock);
         r->stats.dropped++;
         pthread_mutex_unlock(&r->lock);
         mbx_args_free(args);
         return 0;
     }
-    struct handler *hs;
-    int n = handlers_of(r, ev->name, &hs);
+    struct handler_ref local[LOCAL_HANDLERS], *hs;
+    int n = handlers_of(r, ev->name, local, &hs);
     pthread_mutex_lock(&r->lock);
     if (n == 0)
         r->stats.ignored++;
@@ -805,7 +833,8 @@ dispatch(mbx_receiver *r, struct event *ev)
     rc = n < 0 ? MBX_ENOMEM : 0;
     for (int i = 0; i < n && rc == 0; i++)
         rc = hs[i].fn(ev->name, args, hs[i].ctx);
-    free(hs);
+    if (hs != local)
+        free(hs);
     mbx_args_free(args);
     return rc;
 }
@@ -857,7 +886,7 @@ next_event(mbx_receiver *r, struct event *ev, int64_t deadline)
     struct mbx_dispatcher *d = r->d;
     if (atomic_load(&r->close_seen))
         return MBX_ECLOSED;
-    int rc = use_end(d, RECEIVER, &r->lock);
+    int rc = use_end(d, RECEIVER);
     for (; rc == 0;) {
         int got = take_event(r, ev);
         if (got != 0)
@@ -940,7 +969,7 @@ mbx_receiver_fd(mbx_receiver *r)
         return MBX_EINVAL;
     if (atomic_load(&r->close_seen))
         return MBX_ECLOSED;
-    int rc = use_end(r->d, RECEIVER, &r->lock);
+    int rc = use_end(r->d, RECEIVER);
     if (rc < 0)
         return rc;
     settle_fd(r->d);
