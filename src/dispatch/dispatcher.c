@@ -839,13 +839,17 @@ dispatch(mbx_receiver *r, struct event *ev)
     return rc;
 }
 
-/* Makes the fd unreadable if nothing waits, and arms the doorbell; then
- * looks again, so an event that came meanwhile keeps it readable. */
+/* Keeps the fd level-triggered: readable if events wait; if none, made
+ * unreadable with the doorbell armed, then looked at again, so an event
+ * that came meanwhile keeps it readable. */
 static void
 settle_fd(struct mbx_dispatcher *d)
 {
-    if (mbx__ring_pending(&d->ring))
+    /* Events fired before anyone armed the doorbell rang nothing. */
+    if (mbx__ring_pending(&d->ring)) {
+        mbx__eventfd_signal(d->event_fd);
         return;
+    }
     mbx__eventfd_drain(d->event_fd);
     mbx__ring_arm(&d->ring);
     if (mbx__ring_pending(&d->ring))
