@@ -51,13 +51,23 @@ fail() {
   failed=$((failed + 1))
 }
 
+# Prints the pkg-config package an optional example needs, or nothing.
+optional_dependency() {
+  case $1 in
+  libuv_loop | dispatch_libuv) echo libuv ;;
+  dispatch_libevent) echo libevent ;;
+  esac
+}
+
 for name in "${names[@]}"; do
   exe=$bin_dir/$name
   want=$expected_dir/$name.txt
   if [ ! -x "$exe" ]; then
-    # The libuv example is optional: it is built only when libuv is there.
-    if [ "$name" = libuv_loop ] && ! pkg-config --exists libuv 2>/dev/null; then
-      echo "SKIP $name: libuv is not installed"
+    # The libuv and libevent examples are optional: each is built only
+    # when its library is there.
+    dep=$(optional_dependency "$name")
+    if [ -n "$dep" ] && ! pkg-config --exists "$dep" 2>/dev/null; then
+      echo "SKIP $name: $dep is not installed"
       continue
     fi
     : >"$work/stderr"
