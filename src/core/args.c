@@ -815,27 +815,51 @@ pack_keywords(msgpack_packer *pk, const mbx_args *a)
     return 0;
 }
 
+/* A growing output buffer for the packer. msgpack-c's own (sbuffer)
+ * starts at 8 KiB, which for the few dozen bytes of a typical event costs a
+ * large allocation per encoding. */
+struct out_buf {
+    char *data;
+    size_t len, cap;
+};
+
+static int
+out_buf_write(void *ctx, const char *buf, size_t len)
+{
+    struct out_buf *o = ctx;
+    if (len > o->cap - o->len) {
+        size_t cap = o->cap ? o->cap : 128;
+        while (cap - o->len < len) {
+            if (cap > SIZE_MAX / 2)
+                return -1;
+            cap *= 2;
+        }
+        char *n = realloc(o->data, cap);
+        if (!n)
+            return -1;
+        o->data = n;
+        o->cap = cap;
+    }
+    memcpy(o->data + o->len, buf, len);
+    o->len += len;
+    return 0;
+}
+
 int
 mbx_args_encode(const mbx_args *a, void **out, size_t *len)
 {
     if (!a || !out || !len || a->depth > ARGS_MAX_DEPTH)
         return MBX_EINVAL;
-    msgpack_sbuffer sb;
+    struct out_buf o = {0};
     msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, &o, out_buf_write);
     if (msgpack_pack_array(&pk, 2) != 0 || pack_positional(&pk, a) != 0 ||
         pack_keywords(&pk, a) != 0) {
-        msgpack_sbuffer_destroy(&sb);
+        free(o.data);
         return MBX_ENOMEM;
     }
-    size_t size = sb.size;
-    char *data = msgpack_sbuffer_release(&sb);
-    /* The buffer grows by doubling from 8 KiB; give the slack back, which
-     * shrinks in place rather than copying. */
-    char *fit = realloc(data, size);
-    *out = fit ? fit : data;
-    *len = size;
+    *out = o.data;
+    *len = o.len;
     return 0;
 }
 
