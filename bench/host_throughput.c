@@ -38,7 +38,8 @@ struct trial {
     uint64_t count;
     char address[64];   /* mbx: the consumer's host address */
     char endpoint[128]; /* ZeroMQ */
-    int ready[2];       /* pipe: the consumer got the handshake */
+    int ready[2];       /* pipe: the consumer got the handshake (and, for
+                         * ZeroMQ, the end) */
     int prod_result[2]; /* pipe: the producer reports */
     int cons_result[2]; /* pipe: the consumer reports */
 };
@@ -158,6 +159,10 @@ produce_zmq(struct trial *t)
     }
     bench_fill(buf, BENCH_END);
     bench_check_zmq(zmq_send(s, buf, sizeof buf, 0), "zmq_send");
+    /* libzmq 4.3 may drop the last messages of an ipc socket closed right
+     * after sending them, whatever the linger: keep it open until the
+     * consumer has the end. */
+    wait_ready(t);
     host_zmq_finish(s);
     return r;
 }
@@ -242,6 +247,7 @@ consume_zmq(struct trial *t)
         expected++;
     }
     struct cons_result r = {expected, bench_now_ns()};
+    host_write_all(t->ready[1], "e", 1); /* the producer may close now */
     host_zmq_finish(s);
     return r;
 }
