@@ -641,8 +641,8 @@ MBX_API int mbx_dispatcher_new(mbx_dispatcher **out,
 MBX_API mbx_sender *mbx_dispatcher_sender(mbx_dispatcher *d);
 MBX_API mbx_receiver *mbx_dispatcher_receiver(mbx_dispatcher *d);
 
-/* Room for a handle string: "mbxd:" and three fd numbers. */
-#define MBX_DISPATCHER_HANDLE_LEN 48
+/* Room for a handle string: "mbxd:" and five fd numbers. */
+#define MBX_DISPATCHER_HANDLE_LEN 64
 
 /* For fork+exec: makes the dispatcher's fds survive exec and writes a
  * handle string for the new program (argv or environment) into buf
@@ -672,10 +672,13 @@ MBX_API int mbx_disconnect(mbx_receiver *r, const char *event, mbx_handler fn,
                            void *ctx);
 
 /* Fires `event` with args (NULL: none; encoded now, still the caller's).
- * Never waits for the receiver, only for room in a full ring. Returns 0;
+ * Never waits for the receiver, only for room in a full ring (not from one
+ * of this dispatcher's own handlers: there a full ring gives MBX_EAGAIN, as
+ * only its receiver, busy in the handler, could make room). Returns 0;
  * MBX_EINVAL (empty or NULL event, longer than MBX_KIND_MAX); MBX_EMSGSIZE
  * (encoded args larger than half the ring); MBX_ECLOSED (this process
- * closed the sender); MBX_ENOMEM. Nothing is sent on error. Any thread. */
+ * closed the sender, or the ring is full and no process holds the
+ * receiver any more); MBX_ENOMEM. Nothing is sent on error. Any thread. */
 MBX_API int mbx_fire(mbx_sender *s, const char *event, const mbx_args *args);
 
 /* mbx_fire with args built from a format: one character per positional
@@ -687,9 +690,11 @@ MBX_API int mbx_fire(mbx_sender *s, const char *event, const mbx_args *args);
  * Returns as mbx_fire, or MBX_EINVAL for a bad format. */
 MBX_API int mbx_firef(mbx_sender *s, const char *event, const char *fmt, ...);
 
-/* Closes the sending end for everyone: the receiver handles every event
- * fired before, then mbx_handle_until_closed returns 0 and mbx_handle_next
- * MBX_ECLOSED. Later fires from this process give MBX_ECLOSED. Returns 0,
+/* Closes the dispatcher for everyone: receivers handle every event fired
+ * before, then the receiver that reaches the close consumes it (its
+ * mbx_handle_until_closed returns 0) and every receiver's next
+ * mbx_handle_next gives MBX_ECLOSED; events fired later are not handled.
+ * Later fires from this process give MBX_ECLOSED. Never waits. Returns 0,
  * or MBX_ECLOSED if this process had closed it already. */
 MBX_API int mbx_sender_close(mbx_sender *s);
 
@@ -712,14 +717,17 @@ MBX_API int mbx_handle_until_blocking(mbx_receiver *r);
  * handler's non-zero value. */
 MBX_API int mbx_handle_until_closed(mbx_receiver *r);
 
-/* A file descriptor readable while events wait (level-triggered), for any
- * event loop; handle with mbx_handle_until_blocking when it is. Owned by
- * the dispatcher. Returns the fd, or MBX_ECLOSED once closed. */
+/* A file descriptor readable while events wait or the close is due
+ * (level-triggered), and from the moment every process holding the sender
+ * is gone, for any event loop; when it is readable, call
+ * mbx_handle_until_blocking, and stop watching it once that returns
+ * MBX_ECLOSED. (An epoll set: the events' eventfd and the senders' pipe.)
+ * Owned by the dispatcher. Returns the fd, or MBX_ECLOSED once closed. */
 MBX_API int mbx_receiver_fd(mbx_receiver *r);
 
-/* Ends the receiving loop after the events already queued: queues a close
- * behind them. Callable from a handler. Returns 0 or an error of
- * mbx_fire. */
+/* Ends the receiving loops after the events already queued: marks the
+ * close behind them (no room in the ring needed), as mbx_sender_close
+ * does. Callable from a handler. Returns 0. */
 MBX_API int mbx_receiver_close(mbx_receiver *r);
 
 /* Counters of this process's receiver. */

@@ -9,21 +9,28 @@
  * when the last fd of an open file description closes, however the
  * process ends:
  *
- *   byte SENDER_HOLD      read-locked by every process holding the sender
  *   byte RECEIVER_HOLD    read-locked by every process holding the receiver
  *   bytes 1 + lane        a sender process's lane (the ring's writers' lock)
  *   bytes RLANE_BASE + l  a receiver process's lane (the receivers' lock)
  *
- * The holds are one open file description each, shared by every process
- * that inherited it; a process drops its copy of one end's hold when it
- * starts using the other end only (handling without having fired lets go
- * of the sender), so that "every process holding the sender is gone" can
- * be seen. Lanes are per process: a forked child takes its own.
+ * The sender's hold is the write end of a pipe instead: the read end
+ * reports end-of-file once every process holding the sender is gone, which
+ * an event loop watching the receiver's fd hears. Both holds are shared by
+ * every process that inherited them; after a fork, a process drops its copy
+ * of one end's hold when it starts using the other end only (handling
+ * without having fired lets go of the sender). Lanes are per process: a
+ * forked child takes its own.
+ *
+ * A close is not a record (it must work when the ring is full): it is a
+ * position in the shared header. Receivers handle every event before it,
+ * then the first to reach it consumes the close, and from then on every
+ * receiver, in any process, gets MBX_ECLOSED.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -41,12 +48,9 @@
 #define DISPATCH_VERSION 1u
 #define DISPATCH_HDR_SIZE 4096 /* before the ring's own header */
 
-#define SENDER_HOLD 0
 #define RECEIVER_HOLD 1100
 #define RLANES 256
 #define RLANE_BASE 2048
-
-#define REC_CLOSE 0x80u /* record flag: the close */
 
 /* A receiver waiting for events looks at the senders' liveness this often. */
 #define LIVENESS_CHECK_NS 100000000
@@ -60,7 +64,9 @@
 struct dispatch_hdr {
     uint64_t magic;
     uint32_t version;
-    _Atomic uint32_t forked; /* the dispatcher crossed a fork or an exec */
+    _Atomic uint32_t forked;   /* the dispatcher crossed a fork or an exec */
+    _Atomic uint32_t closed;   /* the close was consumed */
+    _Atomic uint64_t close_at; /* 1 + ring position of the close, 0: none */
     _Alignas(64) _Atomic uint64_t rlock; /* receivers' lock (lane tokens) */
     _Atomic uint64_t broken_rlocks;
     _Alignas(64) _Atomic uint32_t rlane_nonce[RLANES];
@@ -110,7 +116,11 @@ struct mbx_dispatcher {
     int data_fd;               /* the memfd, mapped */
     int event_fd;              /* readable while events wait (the doorbell) */
     int hold_fd[2];            /* the sender's and receiver's holds, or -1 */
-    _Atomic bool used[2];      /* this process fired / handled */
+    int senders_gone_fd;       /* the pipe's read end: hangs up when no
+                                * process holds the sender any more */
+    int poll_fd;               /* receiver fd: eventfd + senders_gone_fd */
+    bool used[2];              /* this process fired / handled */
+    _Atomic bool settled[2];   /* use_end has nothing left to do */
     pthread_mutex_t ends_lock; /* holds and used */
     void *map;
     size_t map_size;
@@ -214,15 +224,19 @@ receiver_dead(void *ctx, uint64_t token)
                             RLANE_BASE, RLANES, d->hdr->rlane_nonce);
 }
 
-/* True while some process holds end `which` (asks the kernel). Before the
- * dispatcher crossed a fork or exec, one process holds everything. */
+/* True while some process holds end `which` (asks the kernel). */
 static bool
 end_held(struct mbx_dispatcher *d, int which)
 {
+    if (which == SENDER) {
+        struct pollfd p = {.fd = d->senders_gone_fd, .events = POLLIN};
+        return poll(&p, 1, 0) <= 0 || !(p.revents & (POLLHUP | POLLERR));
+    }
+    /* Before the dispatcher crossed a fork or exec, this process is the
+     * receiver, whether or not it received yet. */
     if (!atomic_load(&d->hdr->forked))
         return true;
-    return byte_held_elsewhere(d->data_fd,
-                               which == SENDER ? SENDER_HOLD : RECEIVER_HOLD);
+    return byte_held_elsewhere(d->data_fd, RECEIVER_HOLD);
 }
 
 /* Takes this process's hold on end `which` (again). */
@@ -231,11 +245,20 @@ hold(struct mbx_dispatcher *d, int which)
 {
     if (d->hold_fd[which] >= 0)
         return 0;
+    if (which == SENDER) {
+        /* A new write end of the senders' pipe, through its read end. */
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", d->senders_gone_fd);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        d->hold_fd[SENDER] = fd;
+        return 0;
+    }
     int fd = reopen(d);
     if (fd < 0)
         return fd;
-    int rc =
-        lock_byte(fd, which == SENDER ? SENDER_HOLD : RECEIVER_HOLD, F_RDLCK);
+    int rc = lock_byte(fd, RECEIVER_HOLD, F_RDLCK);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -244,25 +267,30 @@ hold(struct mbx_dispatcher *d, int which)
     return 0;
 }
 
-/* This process uses end `which`: it holds it, and lets go of the other
- * one unless it used that too. */
+/* This process uses end `which`: it holds it, and, once the dispatcher was
+ * shared by fork or exec, lets go of the other one unless it used that too.
+ * (Before that, one process is both ends: letting go would make it look
+ * gone to itself.) */
 static int
 use_end(struct mbx_dispatcher *d, int which)
 {
-    if (atomic_load_explicit(&d->used[which], memory_order_acquire))
+    if (atomic_load_explicit(&d->settled[which], memory_order_acquire))
         return 0;
     pthread_mutex_lock(&d->ends_lock);
     int rc = 0;
     if (!d->used[which]) {
-        d->used[which] = true;
         rc = hold(d, which);
-        if (rc == 0 && !d->used[!which] && d->hold_fd[!which] >= 0) {
-            close(d->hold_fd[!which]);
-            d->hold_fd[!which] = -1;
-        }
-        if (rc < 0)
-            d->used[which] = false;
+        if (rc == 0)
+            d->used[which] = true;
     }
+    /* Decided for good once shared: before, every use looks again. */
+    bool forked = atomic_load(&d->hdr->forked);
+    if (rc == 0 && forked && !d->used[!which] && d->hold_fd[!which] >= 0) {
+        close(d->hold_fd[!which]);
+        d->hold_fd[!which] = -1;
+    }
+    if (rc == 0 && forked)
+        atomic_store_explicit(&d->settled[which], true, memory_order_release);
     pthread_mutex_unlock(&d->ends_lock);
     return rc;
 }
@@ -314,6 +342,11 @@ void
 mbx__dispatch_lock_all(void)
 {
     pthread_mutex_lock(&all_lock);
+    /* Marked before the fork, in the parent: from its next use of one end
+     * on, it lets go of the other, with no window where the child has not
+     * said so yet. */
+    for (size_t i = 0; i < all_count; i++)
+        atomic_store(&all[i]->hdr->forked, 1);
 }
 
 /* Closes a lane inherited from the parent: the lane stays the parent's
@@ -331,9 +364,11 @@ void
 mbx__dispatch_unlock_all(int in_child)
 {
     for (size_t i = 0; in_child && i < all_count; i++) {
-        atomic_store(&all[i]->hdr->forked, 1);
         drop_inherited_lane(&all[i]->sender.lane);
         drop_inherited_lane(&all[i]->receiver.lane);
+        /* An epoll set is shared, not copied, by fork: make our own. */
+        mbx__fd_close(all[i]->poll_fd);
+        all[i]->poll_fd = -1;
     }
     pthread_mutex_unlock(&all_lock);
 }
@@ -342,6 +377,7 @@ static void
 init_ends(struct mbx_dispatcher *d)
 {
     d->hold_fd[SENDER] = d->hold_fd[RECEIVER] = -1;
+    d->senders_gone_fd = d->poll_fd = d->data_fd = d->event_fd = -1;
     d->sender = (struct mbx_sender){.d = d, .lane = {.fd = -1}};
     d->receiver = (struct mbx_receiver){.d = d, .lane = {.fd = -1}};
     pthread_mutex_init(&d->sender.lock, NULL);
@@ -378,7 +414,6 @@ mbx_dispatcher_new(mbx_dispatcher **out, const mbx_dispatcher_opts *opts)
     if (!d)
         return MBX_ENOMEM;
     init_ends(d);
-    d->event_fd = -1;
     int rc = 0;
     d->data_fd = memfd_create("mbx-dispatcher", MFD_CLOEXEC);
     if (d->data_fd < 0)
@@ -397,9 +432,14 @@ mbx_dispatcher_new(mbx_dispatcher **out, const mbx_dispatcher_opts *opts)
                        (int)getpid(), 0600, 0);
         atomic_store(&d->ring.hdr->state, MBX__RING_LIVE);
         /* The creator holds both ends until it uses only one. */
-        rc = hold(d, SENDER);
-        if (rc == 0)
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0) {
+            rc = -errno;
+        } else {
+            d->senders_gone_fd = p[0];
+            d->hold_fd[SENDER] = p[1];
             rc = hold(d, RECEIVER);
+        }
     }
     if (rc == 0)
         rc = remember(d);
@@ -438,63 +478,82 @@ mbx_dispatcher_export(mbx_dispatcher *d, char *buf)
 {
     if (!d || !buf)
         return MBX_EINVAL;
-    /* The new program holds both ends, as a fork child does, until it
-     * uses one. */
-    int rc = hold(d, SENDER);
-    if (rc == 0)
-        rc = hold(d, RECEIVER);
-    if (rc == 0)
-        rc = keep_across_exec(d->data_fd);
-    if (rc == 0)
-        rc = keep_across_exec(d->event_fd);
-    if (rc == 0)
-        rc = keep_across_exec(d->hold_fd[SENDER]);
-    if (rc == 0)
-        rc = keep_across_exec(d->hold_fd[RECEIVER]);
+    /* The new program holds what this process holds, as a fork child
+     * does, until it uses one end. */
+    int rc = hold(d, RECEIVER);
+    int fds[] = {d->data_fd, d->event_fd, d->senders_gone_fd,
+                 d->hold_fd[SENDER], d->hold_fd[RECEIVER]};
+    for (int i = 0; i < 5 && rc == 0; i++)
+        rc = fds[i] < 0 ? 0 : keep_across_exec(fds[i]);
     if (rc < 0)
         return rc;
     atomic_store(&d->hdr->forked, 1);
-    snprintf(buf, MBX_DISPATCHER_HANDLE_LEN, "mbxd:%d,%d,%d,%d", d->data_fd,
-             d->event_fd, d->hold_fd[SENDER], d->hold_fd[RECEIVER]);
+    snprintf(buf, MBX_DISPATCHER_HANDLE_LEN, "mbxd:%d,%d,%d,%d,%d", fds[0],
+             fds[1], fds[2], fds[3], fds[4]);
     return 0;
 }
 
-int
-mbx_dispatcher_import(mbx_dispatcher **out, const char *handle)
+/* Checks that the memfd `fd` is a dispatcher and maps it into d. Leaves
+ * the fd alone on failure. */
+static int
+map_imported(struct mbx_dispatcher *d, int fd)
 {
-    int fds[4];
-    char tail;
-    if (!out || !handle ||
-        sscanf(handle, "mbxd:%d,%d,%d,%d%c", &fds[0], &fds[1], &fds[2], &fds[3],
-               &tail) != 4)
-        return MBX_EINVAL;
-    for (int i = 0; i < 4; i++)
-        if (fds[i] < 0 || fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0)
-            return MBX_EBADMSG;
-    mbx__fork_safety();
-    mbx_dispatcher *d = calloc(1, sizeof *d);
-    if (!d)
-        return MBX_ENOMEM;
-    init_ends(d);
-    d->data_fd = fds[0];
-    d->event_fd = fds[1];
-    d->hold_fd[SENDER] = fds[2];
-    d->hold_fd[RECEIVER] = fds[3];
-    off_t size = lseek(d->data_fd, 0, SEEK_END);
-    int rc = size > DISPATCH_HDR_SIZE ? map_dispatcher(d, (size_t)size)
-                                      : MBX_EBADMSG;
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size <= DISPATCH_HDR_SIZE)
+        return MBX_EBADMSG;
+    d->data_fd = fd;
+    int rc = map_dispatcher(d, (size_t)size);
+    d->data_fd = -1;
     if (rc == 0 && (d->hdr->magic != DISPATCH_MAGIC ||
                     d->hdr->version != DISPATCH_VERSION))
         rc = MBX_EBADMSG;
     if (rc == 0)
         rc = mbx__ring_attach(&d->ring, (char *)d->map + DISPATCH_HDR_SIZE,
                               (size_t)size - DISPATCH_HDR_SIZE);
+    if (rc < 0 && d->map) {
+        munmap(d->map, d->map_size);
+        d->map = NULL;
+    }
+    return rc;
+}
+
+int
+mbx_dispatcher_import(mbx_dispatcher **out, const char *handle)
+{
+    int fds[5];
+    char tail;
+    if (!out || !handle ||
+        sscanf(handle, "mbxd:%d,%d,%d,%d,%d%c", &fds[0], &fds[1], &fds[2],
+               &fds[3], &fds[4], &tail) != 5)
+        return MBX_EINVAL;
+    /* The holds may be -1 (the exporter had let go of that end). */
+    for (int i = 0; i < 5; i++)
+        if ((fds[i] < 0 && i < 3) ||
+            (fds[i] >= 0 && fcntl(fds[i], F_GETFD) < 0))
+            return MBX_EBADMSG;
+    mbx__fork_safety();
+    mbx_dispatcher *d = calloc(1, sizeof *d);
+    if (!d)
+        return MBX_ENOMEM;
+    init_ends(d);
+    int rc = map_imported(d, fds[0]);
     if (rc == 0)
         rc = remember(d);
     if (rc < 0) {
-        mbx_dispatcher_free(d);
+        /* The fds stay the caller's, as they were. */
+        if (d->map)
+            munmap(d->map, d->map_size);
+        free(d);
         return rc;
     }
+    d->data_fd = fds[0];
+    d->event_fd = fds[1];
+    d->senders_gone_fd = fds[2];
+    d->hold_fd[SENDER] = fds[3];
+    d->hold_fd[RECEIVER] = fds[4];
+    for (int i = 0; i < 5; i++)
+        if (fds[i] >= 0)
+            fcntl(fds[i], F_SETFD, FD_CLOEXEC);
     *out = d;
     return 0;
 }
@@ -516,6 +575,8 @@ mbx_dispatcher_free(mbx_dispatcher *d)
     mbx__fd_close(d->event_fd);
     mbx__fd_close(d->hold_fd[SENDER]);
     mbx__fd_close(d->hold_fd[RECEIVER]);
+    mbx__fd_close(d->senders_gone_fd);
+    mbx__fd_close(d->poll_fd);
     mbx__fd_close(d->sender.lane.fd);
     mbx__fd_close(d->receiver.lane.fd);
     pthread_mutex_destroy(&d->sender.lock);
@@ -561,7 +622,10 @@ static const struct mbx__ring_writer_ops sender_ops = {
     .nudge_reader = nudge_receivers,
 };
 
-/* Writes one record from this process (a sender's, or a receiver's close). */
+/* The dispatcher whose handler this thread is running, if any. */
+static _Thread_local struct mbx_dispatcher *handling;
+
+/* Writes one event record from this process. */
 static int
 put_record(struct mbx_dispatcher *d, const struct mbx__rec_view *v)
 {
@@ -573,7 +637,10 @@ put_record(struct mbx_dispatcher *d, const struct mbx__rec_view *v)
     pthread_mutex_unlock(&s->lock);
     if (rc < 0)
         return rc;
-    rc = mbx__ring_put(&d->ring, token, v, MBX__NEVER, &sender_ops, d);
+    /* A handler firing into its own dispatcher's full ring would wait for
+     * room that only its own receiver, busy in it, can make. */
+    int64_t deadline = handling == d ? 0 : MBX__NEVER;
+    rc = mbx__ring_put(&d->ring, token, v, deadline, &sender_ops, d);
     if (rc == MBX_ENOENT)
         return MBX_ECLOSED; /* every receiver is gone */
     if (rc == 0)
@@ -672,6 +739,19 @@ mbx_firef(mbx_sender *s, const char *event, const char *fmt, ...)
     return rc;
 }
 
+/* Marks the close behind every event published so far (no room in the ring
+ * needed), unless a close was marked already, and wakes the receivers and
+ * their event loops. */
+static void
+request_close(struct mbx_dispatcher *d)
+{
+    uint64_t none = 0;
+    uint64_t at = atomic_load(&d->ring.hdr->tail) + 1;
+    atomic_compare_exchange_strong(&d->hdr->close_at, &none, at);
+    mbx__ring_wake_reader(&d->ring);
+    mbx__eventfd_signal(d->event_fd);
+}
+
 int
 mbx_sender_close(mbx_sender *s)
 {
@@ -679,11 +759,9 @@ mbx_sender_close(mbx_sender *s)
         return MBX_EINVAL;
     if (s->closed)
         return MBX_ECLOSED;
-    struct mbx__rec_view v = {.flags = REC_CLOSE, .kind = ""};
-    int rc = put_record(s->d, &v);
-    if (rc == 0)
-        s->closed = true;
-    return rc;
+    s->closed = true;
+    request_close(s->d);
+    return 0;
 }
 
 int
@@ -691,8 +769,8 @@ mbx_receiver_close(mbx_receiver *r)
 {
     if (!r)
         return MBX_EINVAL;
-    struct mbx__rec_view v = {.flags = REC_CLOSE, .kind = ""};
-    return put_record(r->d, &v);
+    request_close(r->d);
+    return 0;
 }
 
 /* ---- handlers
@@ -772,6 +850,7 @@ handlers_of(mbx_receiver *r, const char *event, struct handler_ref *local,
 /* An event taken off the ring. */
 struct event {
     bool close;
+    unsigned flags; /* none are defined: a record with some is dropped */
     size_t name_len;
     char name[MBX_KIND_MAX + 1];
     void *body;
@@ -806,9 +885,19 @@ take_event(mbx_receiver *r, struct event *ev)
         ring->rtail = head;
     struct mbx__rec_view v;
     int got = 0;
-    if ((ahead || mbx__ring_refresh(ring)) && mbx__ring_peek(ring, &v)) {
+    uint64_t close_at = atomic_load(&d->hdr->close_at);
+    if (close_at && head >= close_at - 1) {
+        /* Every event before the close is taken: the first receiver here
+         * consumes the close, the others are closed. */
+        uint32_t open = 0;
+        got = atomic_compare_exchange_strong(&d->hdr->closed, &open, 1)
+                  ? 1
+                  : MBX_ECLOSED;
+        ev->close = true;
+    } else if ((ahead || mbx__ring_refresh(ring)) && mbx__ring_peek(ring, &v)) {
         got = 1;
-        ev->close = v.flags & REC_CLOSE;
+        ev->close = false;
+        ev->flags = v.flags;
         ev->len = v.body_len;
         ev->body = v.body_len ? malloc(v.body_len) : NULL;
         if (v.body_len && !ev->body) {
@@ -836,8 +925,10 @@ dispatch(mbx_receiver *r, struct event *ev)
     int rc = ev->len ? mbx_args_decode(&args, ev->body, ev->len) : 0;
     if (rc == 0 && !args && !(args = mbx_args_new()))
         rc = MBX_ENOMEM;
-    /* A name with a NUL byte in it, or none, is not one mbx_fire sends. */
-    if (rc < 0 || ev->name_len == 0 || strlen(ev->name) != ev->name_len) {
+    /* A name with a NUL byte in it, or none, or flags, is not what
+     * mbx_fire sends. */
+    if (rc < 0 || ev->name_len == 0 || strlen(ev->name) != ev->name_len ||
+        ev->flags) {
         pthread_mutex_lock(&r->lock);
         r->stats.dropped++;
         pthread_mutex_unlock(&r->lock);
@@ -853,12 +944,23 @@ dispatch(mbx_receiver *r, struct event *ev)
         r->stats.handled++;
     pthread_mutex_unlock(&r->lock);
     rc = n < 0 ? MBX_ENOMEM : 0;
+    struct mbx_dispatcher *outer = handling;
+    handling = r->d;
     for (int i = 0; i < n && rc == 0; i++)
         rc = hs[i].fn(ev->name, args, hs[i].ctx);
+    handling = outer;
     if (hs != local)
         free(hs);
     mbx_args_free(args);
     return rc;
+}
+
+/* True when there may be something for a receiver to take: an event, or
+ * the close. Any thread. */
+static bool
+something_to_take(struct mbx_dispatcher *d)
+{
+    return mbx__ring_pending(&d->ring) || atomic_load(&d->hdr->close_at);
 }
 
 /* Keeps the fd level-triggered: readable if events wait; if none, made
@@ -868,13 +970,13 @@ static void
 settle_fd(struct mbx_dispatcher *d)
 {
     /* Events fired before anyone armed the doorbell rang nothing. */
-    if (mbx__ring_pending(&d->ring)) {
+    if (something_to_take(d)) {
         mbx__eventfd_signal(d->event_fd);
         return;
     }
     mbx__eventfd_drain(d->event_fd);
     mbx__ring_arm(&d->ring);
-    if (mbx__ring_pending(&d->ring))
+    if (something_to_take(d))
         mbx__eventfd_signal(d->event_fd);
 }
 
@@ -893,7 +995,7 @@ spin_for_event(struct mbx_dispatcher *d)
         return false;
     int64_t start = mbx__now_ns();
     for (unsigned i = 1;; i++) {
-        if (i >= SPIN_FIRST_LOOK && i % 4 == 0 && mbx__ring_pending(&d->ring))
+        if (i >= SPIN_FIRST_LOOK && i % 4 == 0 && something_to_take(d))
             return true;
         mbx__cpu_relax();
         if (i % 64 != 0)
@@ -918,14 +1020,14 @@ await_event(struct mbx_dispatcher *d, int64_t deadline)
     uint32_t s = atomic_load(&h->rd_seq);
     atomic_fetch_add(&h->rd_waiters, 1);
     int rc = 0;
-    if (!mbx__ring_pending(&d->ring))
+    if (!something_to_take(d))
         rc = mbx__futex_wait_shared(&h->rd_seq, s, until);
     atomic_fetch_sub(&h->rd_waiters, 1);
-    if (mbx__ring_pending(&d->ring))
+    if (something_to_take(d))
         return 0;
     /* Senders gone and nothing left: closed, not merely quiet. */
     if (!end_held(d, SENDER))
-        return mbx__ring_pending(&d->ring) ? 0 : MBX_ECLOSED;
+        return something_to_take(d) ? 0 : MBX_ECLOSED;
     if (rc == MBX_ETIMEDOUT && until < deadline)
         rc = 0;
     return rc;
@@ -937,10 +1039,12 @@ static int
 next_event(mbx_receiver *r, struct event *ev, int64_t deadline)
 {
     struct mbx_dispatcher *d = r->d;
-    if (atomic_load(&r->close_seen))
-        return MBX_ECLOSED;
     int rc = use_end(d, RECEIVER);
     for (; rc == 0;) {
+        /* Closed here, or consumed by another receiver (thread or
+         * process) while we waited. */
+        if (atomic_load(&r->close_seen) || atomic_load(&d->hdr->closed))
+            return MBX_ECLOSED;
         int got = take_event(r, ev);
         if (got != 0)
             return got;
@@ -960,6 +1064,9 @@ handle(mbx_receiver *r, struct event *ev)
 {
     if (ev->close) {
         atomic_store(&r->close_seen, true);
+        /* The other receivers, parked or polling, end too. */
+        mbx__ring_wake_reader(&r->d->ring);
+        mbx__eventfd_signal(r->d->event_fd);
         return 0;
     }
     int rc = dispatch(r, ev);
@@ -1022,14 +1129,31 @@ mbx_receiver_fd(mbx_receiver *r)
 {
     if (!r)
         return MBX_EINVAL;
-    if (atomic_load(&r->close_seen))
+    if (atomic_load(&r->close_seen) || atomic_load(&r->d->hdr->closed))
         return MBX_ECLOSED;
     int rc = use_end(r->d, RECEIVER);
     if (rc < 0)
         return rc;
+    /* One fd for both: events (the eventfd) and the senders' pipe, which
+     * hangs up once every process holding the sender is gone. */
+    struct mbx_dispatcher *d = r->d;
+    pthread_mutex_lock(&r->lock);
+    if (d->poll_fd < 0) {
+        int set = mbx__poll_set_open();
+        rc = set < 0 ? set : mbx__poll_set_add(set, d->event_fd);
+        if (rc == 0)
+            rc = mbx__poll_set_add(set, d->senders_gone_fd);
+        if (rc == 0)
+            d->poll_fd = set;
+        else
+            mbx__fd_close(set);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (rc < 0)
+        return rc;
     atomic_store(&r->fd_given, true);
-    settle_fd(r->d);
-    return r->d->event_fd;
+    settle_fd(d);
+    return d->poll_fd;
 }
 
 int
