@@ -677,8 +677,9 @@ MBX_API int mbx_disconnect(mbx_receiver *r, const char *event, mbx_handler fn,
  * only its receiver, busy in the handler, could make room). Returns 0;
  * MBX_EINVAL (empty or NULL event, longer than MBX_KIND_MAX); MBX_EMSGSIZE
  * (encoded args larger than half the ring); MBX_ECLOSED (this process
- * closed the sender, or the ring is full and no process holds the
- * receiver any more); MBX_ENOMEM. Nothing is sent on error. Any thread. */
+ * closed the sender, the close was consumed, or the ring is full and no
+ * process holds the receiver any more); MBX_ENOMEM. Nothing is sent on
+ * error. Any thread. */
 MBX_API int mbx_fire(mbx_sender *s, const char *event, const mbx_args *args);
 
 /* mbx_fire with args built from a format: one character per positional
@@ -712,9 +713,10 @@ MBX_API int mbx_handle_next(mbx_receiver *r, int timeout_ms);
  * non-zero value (negative values are errors), or MBX_ECLOSED. */
 MBX_API int mbx_handle_until_blocking(mbx_receiver *r);
 
-/* Handles events until the close: returns 0 after the close is consumed,
- * MBX_ECLOSED if every sender process went away without closing, or a
- * handler's non-zero value. */
+/* Handles events until the close: returns 0 after this receiver consumed
+ * the close; MBX_ECLOSED if another receiver (thread or process) consumed
+ * it, if it was consumed before the call, or if every sender process went
+ * away without closing; or a handler's non-zero value. */
 MBX_API int mbx_handle_until_closed(mbx_receiver *r);
 
 /* A file descriptor readable while events wait or the close is due
@@ -734,7 +736,9 @@ MBX_API int mbx_receiver_close(mbx_receiver *r);
 typedef struct mbx_receiver_stats {
     uint64_t handled; /* events whose handlers ran */
     uint64_t ignored; /* events with no handler connected */
-    uint64_t dropped; /* malformed records dropped */
+    uint64_t dropped; /* records dropped here: bad names or args (records
+                       * whose framing the ring cannot parse are dropped
+                       * before they reach a receiver) */
     uint64_t reserved[5];
 } mbx_receiver_stats;
 

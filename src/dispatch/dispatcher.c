@@ -99,7 +99,7 @@ struct mbx_sender {
     struct mbx_dispatcher *d;
     pthread_mutex_t lock; /* lane and hold set-up */
     struct lane lane;
-    bool closed; /* this process closed the sender */
+    _Atomic bool closed; /* this process closed the sender */
 };
 
 struct mbx_receiver {
@@ -342,11 +342,39 @@ void
 mbx__dispatch_lock_all(void)
 {
     pthread_mutex_lock(&all_lock);
-    /* Marked before the fork, in the parent: from its next use of one end
-     * on, it lets go of the other, with no window where the child has not
-     * said so yet. */
-    for (size_t i = 0; i < all_count; i++)
-        atomic_store(&all[i]->hdr->forked, 1);
+    for (size_t i = 0; i < all_count; i++) {
+        struct mbx_dispatcher *d = all[i];
+        /* No thread may hold these across the fork (the child would find
+         * them locked for good). */
+        pthread_mutex_lock(&d->ends_lock);
+        pthread_mutex_lock(&d->sender.lock);
+        pthread_mutex_lock(&d->receiver.lock);
+        /* Marked before the fork, in the parent: from now on a process
+         * that uses one end only lets go of the other. */
+        atomic_store(&d->hdr->forked, 1);
+    }
+}
+
+/* After a fork, in one process: the rule of use_end applied now, for what
+ * was used before (a thread may be waiting in it already). In the child,
+ * nothing was used yet: its first use decides. ends_lock held. */
+static void
+settle_after_fork(struct mbx_dispatcher *d, int in_child)
+{
+    if (in_child) {
+        d->used[SENDER] = d->used[RECEIVER] = false;
+        atomic_store(&d->settled[SENDER], false);
+        atomic_store(&d->settled[RECEIVER], false);
+        return;
+    }
+    for (int which = SENDER; which <= RECEIVER; which++) {
+        if (d->used[which] && !d->used[!which] && d->hold_fd[!which] >= 0) {
+            close(d->hold_fd[!which]);
+            d->hold_fd[!which] = -1;
+        }
+        if (d->used[which])
+            atomic_store(&d->settled[which], true);
+    }
 }
 
 /* Closes a lane inherited from the parent: the lane stays the parent's
@@ -363,12 +391,19 @@ drop_inherited_lane(struct lane *l)
 void
 mbx__dispatch_unlock_all(int in_child)
 {
-    for (size_t i = 0; in_child && i < all_count; i++) {
-        drop_inherited_lane(&all[i]->sender.lane);
-        drop_inherited_lane(&all[i]->receiver.lane);
-        /* An epoll set is shared, not copied, by fork: make our own. */
-        mbx__fd_close(all[i]->poll_fd);
-        all[i]->poll_fd = -1;
+    for (size_t i = 0; i < all_count; i++) {
+        struct mbx_dispatcher *d = all[i];
+        if (in_child) {
+            drop_inherited_lane(&d->sender.lane);
+            drop_inherited_lane(&d->receiver.lane);
+            /* An epoll set is shared, not copied, by fork: make our own. */
+            mbx__fd_close(d->poll_fd);
+            d->poll_fd = -1;
+        }
+        settle_after_fork(d, in_child);
+        pthread_mutex_unlock(&d->receiver.lock);
+        pthread_mutex_unlock(&d->sender.lock);
+        pthread_mutex_unlock(&d->ends_lock);
     }
     pthread_mutex_unlock(&all_lock);
 }
@@ -480,14 +515,17 @@ mbx_dispatcher_export(mbx_dispatcher *d, char *buf)
         return MBX_EINVAL;
     /* The new program holds what this process holds, as a fork child
      * does, until it uses one end. */
-    int rc = hold(d, RECEIVER);
+    pthread_mutex_lock(&d->ends_lock);
     int fds[] = {d->data_fd, d->event_fd, d->senders_gone_fd,
                  d->hold_fd[SENDER], d->hold_fd[RECEIVER]};
+    int rc = 0;
     for (int i = 0; i < 5 && rc == 0; i++)
         rc = fds[i] < 0 ? 0 : keep_across_exec(fds[i]);
+    if (rc == 0)
+        atomic_store(&d->hdr->forked, 1);
+    pthread_mutex_unlock(&d->ends_lock);
     if (rc < 0)
         return rc;
-    atomic_store(&d->hdr->forked, 1);
     snprintf(buf, MBX_DISPATCHER_HANDLE_LEN, "mbxd:%d,%d,%d,%d,%d", fds[0],
              fds[1], fds[2], fds[3], fds[4]);
     return 0;
@@ -591,7 +629,9 @@ mbx_dispatcher_free(mbx_dispatcher *d)
 static bool
 receivers_alive(void *ctx)
 {
-    return end_held(ctx, RECEIVER);
+    struct mbx_dispatcher *d = ctx;
+    /* After the close nobody reads any more. */
+    return end_held(d, RECEIVER) && !atomic_load(&d->hdr->closed);
 }
 
 /* Makes the receiver fd readable if a receiver armed it (once per
@@ -654,7 +694,9 @@ mbx_fire(mbx_sender *s, const char *event, const mbx_args *args)
     if (!s || !event || !*event || strlen(event) > MBX_KIND_MAX)
         return MBX_EINVAL;
     struct mbx_dispatcher *d = s->d;
-    if (s->closed)
+    /* Closed by this process, or the close was consumed: nobody would
+     * handle it. */
+    if (atomic_load(&s->closed) || atomic_load(&d->hdr->closed))
         return MBX_ECLOSED;
     void *body = NULL;
     size_t len = 0;
@@ -757,9 +799,8 @@ mbx_sender_close(mbx_sender *s)
 {
     if (!s)
         return MBX_EINVAL;
-    if (s->closed)
+    if (atomic_exchange(&s->closed, true))
         return MBX_ECLOSED;
-    s->closed = true;
     request_close(s->d);
     return 0;
 }
@@ -885,6 +926,9 @@ take_event(mbx_receiver *r, struct event *ev)
         ring->rtail = head;
     struct mbx__rec_view v;
     int got = 0;
+    bool some = ahead || mbx__ring_refresh(ring);
+    /* Read after the tail: an event published after the close was marked
+     * then lies at or beyond it. */
     uint64_t close_at = atomic_load(&d->hdr->close_at);
     if (close_at && head >= close_at - 1) {
         /* Every event before the close is taken: the first receiver here
@@ -894,7 +938,7 @@ take_event(mbx_receiver *r, struct event *ev)
                   ? 1
                   : MBX_ECLOSED;
         ev->close = true;
-    } else if ((ahead || mbx__ring_refresh(ring)) && mbx__ring_peek(ring, &v)) {
+    } else if (some && mbx__ring_peek(ring, &v)) {
         got = 1;
         ev->close = false;
         ev->flags = v.flags;
@@ -1051,8 +1095,14 @@ next_event(mbx_receiver *r, struct event *ev, int64_t deadline)
         /* The fd is kept only for those who asked for it. */
         if (atomic_load_explicit(&r->fd_given, memory_order_relaxed))
             settle_fd(d);
-        if (deadline == 0)
-            return end_held(d, SENDER) ? MBX_EAGAIN : MBX_ECLOSED;
+        if (deadline == 0) {
+            if (end_held(d, SENDER))
+                return MBX_EAGAIN;
+            /* The last sender may have published just before it went. */
+            if (something_to_take(d))
+                continue;
+            return MBX_ECLOSED;
+        }
         rc = await_event(d, deadline);
     }
     return rc;
