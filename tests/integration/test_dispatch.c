@@ -21,6 +21,10 @@
  *                        freeing without closing: the receiver drains and
  *                        gets MBX_ECLOSED, never hangs; a sender facing a
  *                        full ring and no receiver
+ *   forked_*, parked_*,  ends inherited over fork but never used, export and
+ *   fire_after_*, ...    a consumed close hold nothing: blocked senders and
+ *                        receivers get MBX_ECLOSED; a non-blocking handle
+ *                        never loses a dying sender's last event
  *   competing_*, close_* receiver processes / threads sharing one
  *                        dispatcher: each event handled exactly once, also
  *                        when one is SIGKILLed; one close ends every thread
@@ -1983,6 +1987,309 @@ TEST(receiver_close_from_handler_with_full_ring)
     /* A sender facing a full ring and no receiver gives up. */
     CHECK_EQ(wait_child(sender, WAIT_MS), 0);
     munmap(w.map, w.size);
+}
+
+/* ---- 6b: who holds an end after fork, export and close ------------------ */
+
+/* Forks a child that outlives its parent (no PR_SET_PDEATHSIG), for a
+ * parent that must exit first; the child ends itself after CHILD_ALARM_S. */
+static pid_t
+fork_orphan(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        alarm(CHILD_ALARM_S);
+    return pid;
+}
+
+/* Waits for the orphan's one-byte verdict; kills it if none comes. */
+static int
+orphan_verdict(struct chan *c, const pid_t *orphan)
+{
+    int got = chan_get(c, WAIT_MS);
+    if (got < 0 && *orphan > 0) {
+        fprintf(stderr, "  the orphan %ld gave no verdict (hung?)\n",
+                (long)*orphan);
+        kill(*orphan, SIGKILL);
+    }
+    return got;
+}
+
+/* Fires ints into a ring until fire fails; returns its error (0 when it
+ * never failed within `limit` events) and the count in *fired. */
+static int
+fire_until_error(mbx_sender *s, long limit, long *fired)
+{
+    int rc = 0;
+    long n = 0;
+    while (n < limit && (rc = fire_int(s, "cb", n)) == 0)
+        n++;
+    *fired = n;
+    return rc;
+}
+
+/* A process fires once, forks a receiver that never fires, and exits
+ * without closing or freeing: the child must not keep the sender it
+ * inherited but never used, so it handles the event, then MBX_ECLOSED. */
+TEST(forked_receiver_sees_firing_parent_exit)
+{
+    struct chan res;
+    chan_open(&res);
+    pid_t *orphan = shared_alloc(sizeof *orphan);
+    pid_t parent = fork_child();
+    if (parent == 0) {
+        close(res.rd);
+        mbx_dispatcher *d = NULL;
+        CREQUIRE_EQ(mbx_dispatcher_new(&d, NULL), 0);
+        CREQUIRE_EQ(fire_int(mbx_dispatcher_sender(d), "cb", 7), 0);
+        pid_t rx = fork_orphan();
+        CREQUIRE(rx >= 0);
+        if (rx == 0) {
+            mbx_receiver *r = mbx_dispatcher_receiver(d);
+            struct rec l = {0};
+            CREQUIRE_EQ(mbx_connect(r, "cb", on_int, &l), 0);
+            int rc = mbx_handle_until_closed(r);
+            if (rc != MBX_ECLOSED || !REC_IS(&l, 7))
+                fprintf(stderr, "  receiver: rc %d, %d handled\n", rc, l.n);
+            chan_put(&res, rc == MBX_ECLOSED && REC_IS(&l, 7) ? 'y' : 'n');
+            _exit(0);
+        }
+        *orphan = rx;
+        _exit(0); /* "crashes": no close, no free */
+    }
+    close(res.wr);
+    CHECK_EQ(wait_child(parent, WAIT_MS), 0);
+    CHECK_EQ(orphan_verdict(&res, orphan), 'y');
+    close(res.rd);
+    munmap(orphan, sizeof *orphan);
+}
+
+/* The only receiver process (it handled before the fork) exits while its
+ * forked child, which only fires, is blocked on the full ring: the child
+ * must not keep the receiver it inherited but never used, so its fire
+ * gives MBX_ECLOSED. */
+TEST(forked_sender_sees_receiving_parent_exit)
+{
+    struct chan res;
+    chan_open(&res);
+    pid_t *orphan = shared_alloc(sizeof *orphan);
+    pid_t parent = fork_child();
+    if (parent == 0) {
+        close(res.rd);
+        mbx_dispatcher *d = new_dispatcher(MBX_RING_MIN);
+        struct raw_ring w;
+        raw_map(&w, d);
+        /* Handles (nothing there; MBX_ECLOSED as no process fired yet
+         * and this one let go of the sender): the receiver is used. */
+        int first = mbx_handle_next(mbx_dispatcher_receiver(d), 0);
+        CREQUIRE(first == MBX_EAGAIN || first == MBX_ECLOSED);
+        pid_t tx = fork_orphan();
+        CREQUIRE(tx >= 0);
+        if (tx == 0) {
+            long fired;
+            int rc = fire_until_error(mbx_dispatcher_sender(d), 100000, &fired);
+            if (rc != MBX_ECLOSED)
+                fprintf(stderr, "  sender: rc %d after %ld\n", rc, fired);
+            chan_put(&res,
+                     rc == MBX_ECLOSED && fired < MBX_RING_MIN / 8 ? 'y' : 'n');
+            _exit(0);
+        }
+        *orphan = tx;
+        /* Exit once the ring is full: the sender then waits for room. */
+        int64_t until = th_now_ms() + HANDLE_MS;
+        while (!ring_full_for(&w, 64) && th_now_ms() < until)
+            sched_yield();
+        CREQUIRE(ring_full_for(&w, 64));
+        _exit(0); /* no close, no free */
+    }
+    close(res.wr);
+    CHECK_EQ(wait_child(parent, WAIT_MS), 0);
+    CHECK_EQ(orphan_verdict(&res, orphan), 'y');
+    close(res.rd);
+    munmap(orphan, sizeof *orphan);
+}
+
+struct parked_rx {
+    mbx_receiver *r;
+    struct chan done;
+    _Atomic int rc;
+};
+
+static void *
+parked_rx_main(void *arg)
+{
+    struct parked_rx *p = arg;
+    atomic_store(&p->rc, mbx_handle_until_closed(p->r));
+    chan_put(&p->done, 'x');
+    return NULL;
+}
+
+/* A thread already waiting in mbx_handle_until_closed when the process
+ * forks a sender child that dies without firing: MBX_ECLOSED, soon. */
+TEST(parked_receiver_sees_forked_sender_die)
+{
+    mbx_dispatcher *d = new_dispatcher(0);
+    struct raw_ring w;
+    raw_map(&w, d);
+    struct parked_rx p = {.r = mbx_dispatcher_receiver(d), .rc = 1};
+    chan_open(&p.done);
+    pthread_t t;
+    REQUIRE_EQ(pthread_create(&t, NULL, parked_rx_main, &p), 0);
+    REQUIRE(await_parked(&w, 1, HANDLE_MS));
+    pid_t pid = fork_child();
+    if (pid == 0)
+        child_done(); /* the sender dies without firing */
+    CHECK_EQ(wait_child(pid, WAIT_MS), 0);
+    int64_t t0 = th_now_ms();
+    REQUIRE_EQ(chan_get(&p.done, WAIT_MS), 'x'); /* else the thread hangs */
+    CHECK(th_now_ms() - t0 < CLOSED_BOUND_MS);
+    pthread_join(t, NULL);
+    CHECK_EQ(atomic_load(&p.rc), MBX_ECLOSED);
+    chan_close(&p.done);
+    munmap(w.map, w.size);
+    mbx_dispatcher_free(d);
+}
+
+struct first_closer {
+    mbx_receiver *r;
+    int calls;
+};
+
+static int
+on_first_close(const char *event, const mbx_args *a, void *ctx)
+{
+    (void)event;
+    (void)a;
+    struct first_closer *c = ctx;
+    if (c->calls++ == 0)
+        CREQUIRE_EQ(mbx_receiver_close(c->r), 0);
+    return 0;
+}
+
+/* The receiver closed from a handler and consumed the close, and lives on
+ * without handling: a sender firing after that gets MBX_ECLOSED, also
+ * when the ring is full, instead of waiting for room. */
+TEST(fire_after_consumed_close_into_full_ring)
+{
+    mbx_dispatcher *d = new_dispatcher(MBX_RING_MIN);
+    struct chan closed, release, go;
+    chan_open(&closed);
+    chan_open(&release);
+    chan_open(&go);
+    pid_t rx = fork_child();
+    if (rx == 0) {
+        mbx_receiver *r = mbx_dispatcher_receiver(d);
+        struct first_closer c = {r, 0};
+        CREQUIRE_EQ(mbx_connect(r, "cb", on_first_close, &c), 0);
+        CREQUIRE_EQ(mbx_handle_until_closed(r), 0);
+        CREQUIRE_EQ(chan_put(&closed, 'c'), 0);
+        /* busy with other work: alive, not handling */
+        CREQUIRE_EQ(chan_get(&release, WAIT_MS), 'x');
+        child_done();
+    }
+    pid_t tx = fork_child();
+    if (tx == 0) {
+        mbx_sender *s = mbx_dispatcher_sender(d);
+        CREQUIRE_EQ(fire_int(s, "cb", 0), 0);
+        CREQUIRE_EQ(chan_get(&go, WAIT_MS), 'g'); /* the close is consumed */
+        long fired;
+        int rc = fire_until_error(s, 100000, &fired);
+        CREQUIRE_EQ(rc, MBX_ECLOSED);
+        CREQUIRE(fired < MBX_RING_MIN / 8); /* no more than the ring holds */
+        child_done();
+    }
+    CHECK_EQ(chan_get(&closed, WAIT_MS), 'c');
+    CHECK_EQ(chan_put(&go, 'g'), 0);
+    int st = wait_child(tx, WAIT_MS);
+    if (st == TIMED_OUT)
+        fprintf(stderr, "  the sender waited for room after the close\n");
+    CHECK_EQ(st, 0);
+    CHECK_EQ(chan_put(&release, 'x'), 0);
+    CHECK_EQ(wait_child(rx, WAIT_MS), 0);
+    chan_close(&closed);
+    chan_close(&release);
+    chan_close(&go);
+    mbx_dispatcher_free(d);
+}
+
+/* A sender fires once and frees its dispatcher: handling without waiting
+ * must not say MBX_ECLOSED while that last event is still in the ring. */
+TEST(nonblocking_handle_keeps_dying_senders_last_event)
+{
+    long trials = sized(500, 100), lost = 0, stuck = 0;
+    int64_t t0 = th_now_ms();
+    for (long t = 0; t < trials && lost + stuck < 3; t++) {
+        mbx_dispatcher *d = new_dispatcher(0);
+        mbx_receiver *r = mbx_dispatcher_receiver(d);
+        struct rec l = {0};
+        REQUIRE_EQ(mbx_connect(r, "e", on_int, &l), 0);
+        pid_t pid = fork_child();
+        if (pid == 0) {
+            CREQUIRE_EQ(fire_int(mbx_dispatcher_sender(d), "e", t), 0);
+            mbx_dispatcher_free(d); /* lets go of the sender */
+            child_done();
+        }
+        int64_t until = th_now_ms() + HANDLE_MS;
+        int rc;
+        while (((rc = mbx_handle_until_blocking(r)) >= 0 || rc == MBX_EAGAIN) &&
+               th_now_ms() < until)
+            ;
+        if (rc != MBX_ECLOSED) {
+            stuck++;
+            fprintf(stderr, "  trial %ld: rc %d, no MBX_ECLOSED\n", t, rc);
+        } else if (!REC_IS(&l, t)) {
+            lost++;
+            fprintf(stderr, "  trial %ld: MBX_ECLOSED with %d handled\n", t,
+                    l.n);
+        }
+        CHECK_EQ(wait_child(pid, WAIT_MS), 0);
+        mbx_dispatcher_free(d);
+    }
+    CHECK_EQ(lost, 0);
+    CHECK_EQ(stuck, 0);
+    printf("  %ld trials in %lld ms\n", trials, (long long)(th_now_ms() - t0));
+}
+
+/* A sender-only process exports its dispatcher for a program (here a
+ * forked child that imports the handle, as the exec'd program would),
+ * which handles one event and dies: export took no hold of the receiver,
+ * so firing into the full ring gives MBX_ECLOSED. */
+TEST(exporting_sender_sees_imported_receiver_die)
+{
+    pid_t wrapper = fork_child();
+    if (wrapper == 0) {
+        mbx_dispatcher *d = new_dispatcher(MBX_RING_MIN);
+        pid_t once = fork_child(); /* shared once; that child is gone */
+        if (once == 0)
+            child_done();
+        CREQUIRE_EQ(wait_child(once, WAIT_MS), 0);
+        mbx_sender *s = mbx_dispatcher_sender(d);
+        CREQUIRE_EQ(fire_int(s, "cb", 0), 0); /* this process: sender only */
+        char handle[MBX_DISPATCHER_HANDLE_LEN];
+        CREQUIRE_EQ(mbx_dispatcher_export(d, handle), 0);
+        pid_t rx = fork_child();
+        if (rx == 0) {
+            mbx_dispatcher *p = NULL;
+            CREQUIRE_EQ(mbx_dispatcher_import(&p, handle), 0);
+            mbx_receiver *r = mbx_dispatcher_receiver(p);
+            struct rec l = {0};
+            CREQUIRE_EQ(mbx_connect(r, "cb", on_int, &l), 0);
+            CREQUIRE_EQ(mbx_handle_next(r, HANDLE_MS), 0);
+            CREQUIRE(REC_IS(&l, 0));
+            _exit(0); /* dies: no close, no free */
+        }
+        CREQUIRE_EQ(wait_child(rx, WAIT_MS), 0);
+        long fired;
+        int rc = fire_until_error(s, 100000, &fired);
+        CREQUIRE_EQ(rc, MBX_ECLOSED);
+        CREQUIRE(fired < MBX_RING_MIN / 8);
+        child_done();
+    }
+    int st = wait_child(wrapper, WAIT_MS);
+    if (st == TIMED_OUT)
+        fprintf(stderr, "  the exporting sender waited on the full ring\n");
+    CHECK_EQ(st, 0);
 }
 
 /* ---- 7: competing receivers --------------------------------------------- */
