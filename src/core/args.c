@@ -20,10 +20,12 @@
 
 #include <msgpack.h>
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/args.h"
 #include "mbx/mbx.h"
 #include "platform/platform.h"
 
@@ -845,21 +847,69 @@ out_buf_write(void *ctx, const char *buf, size_t len)
     return 0;
 }
 
+/* Encodes a after what o holds. Returns 0, MBX_EINVAL or MBX_ENOMEM. */
+static int
+encode_into(const mbx_args *a, struct out_buf *o)
+{
+    if (!a || a->depth > ARGS_MAX_DEPTH)
+        return MBX_EINVAL;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, o, out_buf_write);
+    if (msgpack_pack_array(&pk, 2) != 0 || pack_positional(&pk, a) != 0 ||
+        pack_keywords(&pk, a) != 0)
+        return MBX_ENOMEM;
+    return 0;
+}
+
 int
 mbx_args_encode(const mbx_args *a, void **out, size_t *len)
 {
-    if (!a || !out || !len || a->depth > ARGS_MAX_DEPTH)
+    if (!out || !len)
         return MBX_EINVAL;
     struct out_buf o = {0};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &o, out_buf_write);
-    if (msgpack_pack_array(&pk, 2) != 0 || pack_positional(&pk, a) != 0 ||
-        pack_keywords(&pk, a) != 0) {
+    int rc = encode_into(a, &o);
+    if (rc < 0) {
         free(o.data);
-        return MBX_ENOMEM;
+        return rc;
     }
     *out = o.data;
     *len = o.len;
+    return 0;
+}
+
+/* The buffer each thread reuses for mbx__args_encode_reused, freed when
+ * the thread exits. */
+static _Thread_local struct out_buf reused;
+static pthread_key_t reused_key;
+static pthread_once_t reused_key_once = PTHREAD_ONCE_INIT;
+
+static void
+reused_free(void *p)
+{
+    (void)p;
+    free(reused.data);
+    reused = (struct out_buf){0};
+}
+
+static void
+reused_key_make(void)
+{
+    pthread_key_create(&reused_key, reused_free);
+}
+
+int
+mbx__args_encode_reused(const mbx_args *a, const void **out, size_t *len)
+{
+    if (!reused.data) {
+        pthread_once(&reused_key_once, reused_key_make);
+        pthread_setspecific(reused_key, &reused);
+    }
+    reused.len = 0;
+    int rc = encode_into(a, &reused);
+    if (rc < 0)
+        return rc;
+    *out = reused.data;
+    *len = reused.len;
     return 0;
 }
 

@@ -40,7 +40,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/args.h"
 #include "core/fork.h"
+#include "host/lane.h"
 #include "host/ring.h"
 #include "platform/platform.h"
 
@@ -109,7 +111,7 @@ struct mbx_receiver {
     struct handler *handlers;
     _Atomic bool close_seen; /* the close record was consumed here */
     _Atomic bool fd_given;   /* mbx_receiver_fd was called here */
-    mbx_receiver_stats stats;
+    _Atomic uint64_t handled, ignored, dropped; /* mbx_receiver_stat */
 };
 
 struct mbx_dispatcher {
@@ -135,26 +137,6 @@ enum { SENDER = 0, RECEIVER = 1 };
 /* ---- locks and lanes ------------------------------------------------------
  */
 
-static int
-lock_byte(int fd, off_t byte, short type)
-{
-    struct flock fl = {
-        .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
-    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
-}
-
-/* True when an open file description other than fd's holds the byte (or
- * when we cannot tell: never declare a live peer dead). */
-static bool
-byte_held_elsewhere(int fd, off_t byte)
-{
-    struct flock fl = {
-        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
-    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-        return true;
-    return fl.l_type != F_UNLCK;
-}
-
 /* A new open file description of the memfd. */
 static int
 reopen(struct mbx_dispatcher *d)
@@ -165,8 +147,9 @@ reopen(struct mbx_dispatcher *d)
     return fd < 0 ? -errno : fd;
 }
 
-/* Takes a free lane among `count` bytes from `base`, bumping its nonce.
- * Lanes belong to a process: a child after fork takes its own. */
+/* Takes a lane among `count` bytes from `base` for this process, through
+ * an open file description of its own. Lanes belong to a process: a child
+ * after fork takes its own (see mbx__dispatch_unlock_all). */
 static int
 take_lane(struct mbx_dispatcher *d, struct lane *l, off_t base, uint32_t count,
           _Atomic uint32_t *nonces)
@@ -176,52 +159,28 @@ take_lane(struct mbx_dispatcher *d, struct lane *l, off_t base, uint32_t count,
     l->fd = reopen(d);
     if (l->fd < 0)
         return l->fd;
-    uint32_t start = (uint32_t)getpid() % count;
-    for (uint32_t i = 0; i < count; i++) {
-        uint32_t lane = (start + i) % count;
-        int rc = lock_byte(l->fd, base + lane, F_WRLCK);
-        if (rc == -EAGAIN || rc == -EACCES)
-            continue;
-        if (rc < 0)
-            break;
-        uint32_t nonce = atomic_load(&nonces[lane]) + 1;
-        atomic_store(&nonces[lane], nonce ? nonce : 1);
-        l->index = lane;
-        l->token = mbx__ring_token(lane, nonce ? nonce : 1);
-        return 0;
+    int rc = mbx__lane_take(l->fd, base, count, nonces, &l->index, &l->token);
+    if (rc < 0) {
+        close(l->fd);
+        l->fd = -1;
     }
-    close(l->fd);
-    l->fd = -1;
-    return MBX_EAGAIN;
-}
-
-/* Is the holder of `token` among lanes [base, base + count) gone? */
-static bool
-lane_holder_dead(int probe_fd, uint64_t token, uint64_t own, off_t base,
-                 uint32_t count, _Atomic uint32_t *nonces)
-{
-    uint32_t lane = (uint32_t)token, nonce = (uint32_t)(token >> 32);
-    if (token == own)
-        return false; /* another thread of this process */
-    if (lane >= count || atomic_load(&nonces[lane]) != nonce)
-        return true;
-    return !byte_held_elsewhere(probe_fd, base + lane);
+    return rc;
 }
 
 static bool
 writer_dead(void *ctx, uint64_t token)
 {
     struct mbx_dispatcher *d = ctx;
-    return lane_holder_dead(d->data_fd, token, d->sender.lane.token, 1,
-                            MBX__RING_LANES, d->ring.hdr->lane_nonce);
+    return mbx__lane_holder_dead(d->data_fd, token, d->sender.lane.token, 1,
+                                 MBX__RING_LANES, d->ring.hdr->lane_nonce);
 }
 
 static bool
 receiver_dead(void *ctx, uint64_t token)
 {
     struct mbx_dispatcher *d = ctx;
-    return lane_holder_dead(d->data_fd, token, d->receiver.lane.token,
-                            RLANE_BASE, RLANES, d->hdr->rlane_nonce);
+    return mbx__lane_holder_dead(d->data_fd, token, d->receiver.lane.token,
+                                 RLANE_BASE, RLANES, d->hdr->rlane_nonce);
 }
 
 /* True while some process holds end `which` (asks the kernel). */
@@ -236,7 +195,7 @@ end_held(struct mbx_dispatcher *d, int which)
      * receiver, whether or not it received yet. */
     if (!atomic_load(&d->hdr->forked))
         return true;
-    return byte_held_elsewhere(d->data_fd, RECEIVER_HOLD);
+    return mbx__byte_held_elsewhere(d->data_fd, RECEIVER_HOLD);
 }
 
 /* Takes this process's hold on end `which` (again). */
@@ -258,7 +217,7 @@ hold(struct mbx_dispatcher *d, int which)
     int fd = reopen(d);
     if (fd < 0)
         return fd;
-    int rc = lock_byte(fd, RECEIVER_HOLD, F_RDLCK);
+    int rc = mbx__lock_byte(fd, RECEIVER_HOLD, F_RDLCK);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -698,9 +657,10 @@ mbx_fire(mbx_sender *s, const char *event, const mbx_args *args)
      * handle it. */
     if (atomic_load(&s->closed) || atomic_load(&d->hdr->closed))
         return MBX_ECLOSED;
-    void *body = NULL;
+    /* Encoded into the thread's reused buffer: the ring takes a copy. */
+    const void *body = NULL;
     size_t len = 0;
-    int rc = args ? mbx_args_encode(args, &body, &len) : 0;
+    int rc = args ? mbx__args_encode_reused(args, &body, &len) : 0;
     if (rc < 0)
         return rc;
     rc = use_end(d, SENDER);
@@ -712,7 +672,6 @@ mbx_fire(mbx_sender *s, const char *event, const mbx_args *args)
                                   .body_len = len};
         rc = put_record(d, &v);
     }
-    free(body);
     return rc;
 }
 
@@ -894,7 +853,8 @@ struct event {
     unsigned flags; /* none are defined: a record with some is dropped */
     size_t name_len;
     char name[MBX_KIND_MAX + 1];
-    void *body;
+    void *body;               /* small, or malloc'd */
+    unsigned char small[256]; /* most events' args fit here */
     size_t len;
 };
 
@@ -943,7 +903,8 @@ take_event(mbx_receiver *r, struct event *ev)
         ev->close = false;
         ev->flags = v.flags;
         ev->len = v.body_len;
-        ev->body = v.body_len ? malloc(v.body_len) : NULL;
+        ev->body =
+            v.body_len <= sizeof ev->small ? ev->small : malloc(v.body_len);
         if (v.body_len && !ev->body) {
             got = MBX_ENOMEM; /* left in the ring */
         } else {
@@ -973,20 +934,14 @@ dispatch(mbx_receiver *r, struct event *ev)
      * mbx_fire sends. */
     if (rc < 0 || ev->name_len == 0 || strlen(ev->name) != ev->name_len ||
         ev->flags) {
-        pthread_mutex_lock(&r->lock);
-        r->stats.dropped++;
-        pthread_mutex_unlock(&r->lock);
+        atomic_fetch_add_explicit(&r->dropped, 1, memory_order_relaxed);
         mbx_args_free(args);
         return 0;
     }
     struct handler_ref local[LOCAL_HANDLERS], *hs;
     int n = handlers_of(r, ev->name, local, &hs);
-    pthread_mutex_lock(&r->lock);
-    if (n == 0)
-        r->stats.ignored++;
-    else
-        r->stats.handled++;
-    pthread_mutex_unlock(&r->lock);
+    atomic_fetch_add_explicit(n == 0 ? &r->ignored : &r->handled, 1,
+                              memory_order_relaxed);
     rc = n < 0 ? MBX_ENOMEM : 0;
     struct mbx_dispatcher *outer = handling;
     handling = r->d;
@@ -1120,7 +1075,8 @@ handle(mbx_receiver *r, struct event *ev)
         return 0;
     }
     int rc = dispatch(r, ev);
-    free(ev->body);
+    if (ev->body != ev->small)
+        free(ev->body);
     return rc;
 }
 
@@ -1211,9 +1167,10 @@ mbx_receiver_stat(const mbx_receiver *r, mbx_receiver_stats *out)
 {
     if (!r || !out)
         return MBX_EINVAL;
-    mbx_receiver *w = (mbx_receiver *)r; /* the lock is not part of the value */
-    pthread_mutex_lock(&w->lock);
-    *out = r->stats;
-    pthread_mutex_unlock(&w->lock);
+    *out = (mbx_receiver_stats){
+        .handled = atomic_load(&r->handled),
+        .ignored = atomic_load(&r->ignored),
+        .dropped = atomic_load(&r->dropped),
+    };
     return 0;
 }

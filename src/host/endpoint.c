@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "host/lane.h"
 #include "platform/platform.h"
 
 /* How long a writer trusts the reader to be alive without asking again. */
@@ -70,31 +71,6 @@ mbx__endpoints_unlock_all(int in_child)
         }
     }
     pthread_mutex_unlock(&endpoints_lock);
-}
-
-/* ---- locks ----------------------------------------------------------------
- */
-
-/* Takes (type F_WRLCK) or drops (F_UNLCK) the lock on one byte without
- * waiting. Returns 0 or -errno (EAGAIN: someone else holds it). */
-static int
-lock_byte(int fd, off_t byte, short type)
-{
-    struct flock fl = {
-        .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
-    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
-}
-
-/* True when some other open of the file holds the byte (or we cannot
- * tell, which is treated as held: never declare a live peer dead). */
-static bool
-byte_held_elsewhere(int fd, off_t byte)
-{
-    struct flock fl = {
-        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
-    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-        return true;
-    return fl.l_type != F_UNLCK;
 }
 
 /* ---- mapping ----------------------------------------------------------------
@@ -184,7 +160,7 @@ create_ring(struct mbx__reader *rd, int dirfd, const char *tmp, uint64_t size,
         return -errno;
     rd->dev = st.st_dev;
     rd->ino = st.st_ino;
-    return lock_byte(rd->fd, 0, F_WRLCK);
+    return mbx__lock_byte(rd->fd, 0, F_WRLCK);
 }
 
 /* Marks the ring in an old file DEAD, so writers still attached to it
@@ -221,7 +197,7 @@ take_name(struct mbx__reader *rd, int dirfd, const char *tmp)
         }
         if (old < 0)
             return errno == EACCES || errno == ELOOP ? MBX_EPERM : -errno;
-        int rc = lock_byte(old, 0, F_WRLCK);
+        int rc = mbx__lock_byte(old, 0, F_WRLCK);
         if (rc < 0) {
             close(old);
             return rc == -EAGAIN || rc == -EACCES ? MBX_EEXIST : rc;
@@ -397,28 +373,12 @@ mbx__reader_bell_drain(struct mbx__reader *rd)
 /* ---- writers
  * ------------------------------------------------------------------ */
 
-/* Takes a free lane and writes a new nonce into it. */
+/* Takes a free writer lane of the ring. */
 static int
 take_lane(struct mbx__writer *w)
 {
-    struct mbx__ring_hdr *h = w->ring.hdr;
-    uint32_t start = (uint32_t)getpid() % MBX__RING_LANES;
-    for (uint32_t i = 0; i < MBX__RING_LANES; i++) {
-        uint32_t lane = (start + i) % MBX__RING_LANES;
-        int rc = lock_byte(w->fd, 1 + (off_t)lane, F_WRLCK);
-        if (rc == -EAGAIN || rc == -EACCES)
-            continue;
-        if (rc < 0)
-            return rc;
-        uint32_t nonce = atomic_load(&h->lane_nonce[lane]) + 1;
-        if (nonce == 0)
-            nonce = 1;
-        atomic_store(&h->lane_nonce[lane], nonce);
-        w->lane = lane;
-        w->token = mbx__ring_token(lane, nonce);
-        return 0;
-    }
-    return MBX_EAGAIN;
+    return mbx__lane_take(w->fd, 1, MBX__RING_LANES, w->ring.hdr->lane_nonce,
+                          &w->lane, &w->token);
 }
 
 int
@@ -480,7 +440,7 @@ mbx__writer_reader_alive(struct mbx__writer *w, bool now_please)
         now - atomic_load_explicit(&w->checked, memory_order_relaxed) <
             ALIVE_CHECK_NS)
         return true;
-    if (!byte_held_elsewhere(w->fd, 0))
+    if (!mbx__byte_held_elsewhere(w->fd, 0))
         return false;
     atomic_store_explicit(&w->checked, now, memory_order_relaxed);
     return true;
@@ -492,14 +452,8 @@ static bool
 holder_dead(void *ctx, uint64_t token)
 {
     struct mbx__writer *w = ctx;
-    uint32_t lane = (uint32_t)token, nonce = (uint32_t)(token >> 32);
-    if (token == w->token)
-        return false; /* another thread of this process */
-    if (lane >= MBX__RING_LANES)
-        return true; /* not a token any writer could hold */
-    if (atomic_load(&w->ring.hdr->lane_nonce[lane]) != nonce)
-        return true;
-    return !byte_held_elsewhere(w->fd, 1 + (off_t)lane);
+    return mbx__lane_holder_dead(w->fd, token, w->token, 1, MBX__RING_LANES,
+                                 w->ring.hdr->lane_nonce);
 }
 
 static bool
