@@ -1216,31 +1216,12 @@ TEST(stream_child_to_parent_and_back)
 static void
 peer_program(char *path, size_t size)
 {
-    const char *env = getenv("MBX_DISPATCH_PEER");
 #ifdef MBX_DISPATCH_PEER_PATH
-    if (!env)
-        env = MBX_DISPATCH_PEER_PATH;
+    th_helper_program(path, size, "MBX_DISPATCH_PEER", MBX_DISPATCH_PEER_PATH,
+                      "dispatch_peer");
+#else
+    th_helper_program(path, size, "MBX_DISPATCH_PEER", NULL, "dispatch_peer");
 #endif
-    if (env) {
-        snprintf(path, size, "%s", env);
-    } else {
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        REQUIRE(n > 0);
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        REQUIRE(slash != NULL);
-        *slash = '\0';
-        int k = snprintf(path, size, "%s/dispatch_peer", self);
-        REQUIRE(k > 0 && (size_t)k < size);
-    }
-    if (access(path, X_OK) != 0) {
-        fprintf(stderr,
-                "  the helper program %s is missing (%s): build the "
-                "dispatch_peer target or set MBX_DISPATCH_PEER\n",
-                path, strerror(errno));
-        REQUIRE(!"dispatch_peer helper found");
-    }
 }
 
 /* Exports d and starts the helper with its handle, by fork+exec. */

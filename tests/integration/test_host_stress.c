@@ -260,31 +260,12 @@ fork_writer(const char *address, uint32_t id, long count, uint64_t round,
 static void
 writer_program(char *path, size_t size)
 {
-    const char *env = getenv("MBX_HOST_WRITER");
 #ifdef MBX_HOST_WRITER_PATH
-    if (!env)
-        env = MBX_HOST_WRITER_PATH;
+    th_helper_program(path, size, "MBX_HOST_WRITER", MBX_HOST_WRITER_PATH,
+                      "host_writer");
+#else
+    th_helper_program(path, size, "MBX_HOST_WRITER", NULL, "host_writer");
 #endif
-    if (env) {
-        snprintf(path, size, "%s", env);
-    } else {
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        REQUIRE(n > 0);
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        REQUIRE(slash != NULL);
-        *slash = '\0';
-        int k = snprintf(path, size, "%s/host_writer", self);
-        REQUIRE(k > 0 && (size_t)k < size);
-    }
-    if (access(path, X_OK) != 0) {
-        fprintf(stderr,
-                "  the helper program %s is missing (%s): build the "
-                "host_writer target or set MBX_HOST_WRITER\n",
-                path, strerror(errno));
-        REQUIRE(!"host_writer helper found");
-    }
 }
 
 /* Starts the helper program as writer `id` of `count` stamps to `name`,

@@ -2,8 +2,11 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -150,4 +153,33 @@ main(int argc, char **argv)
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+void
+th_helper_program(char *path, size_t size, const char *env, const char *built,
+                  const char *name)
+{
+    const char *given = getenv(env);
+    if (!given)
+        given = built;
+    if (given) {
+        snprintf(path, size, "%s", given);
+    } else {
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        REQUIRE(n > 0);
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        REQUIRE(slash != NULL);
+        *slash = '\0';
+        int k = snprintf(path, size, "%s/%s", self, name);
+        REQUIRE(k > 0 && (size_t)k < size);
+    }
+    if (access(path, X_OK) != 0) {
+        fprintf(stderr,
+                "  the helper program %s is missing (%s): build the %s "
+                "target or set %s\n",
+                path, strerror(errno), name, env);
+        REQUIRE(!"helper program found");
+    }
 }

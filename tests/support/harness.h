@@ -45,6 +45,13 @@ long th_scaled(long n);
  * runs never share names. Writes into buf and returns it. */
 char *th_unique(char *buf, size_t size, const char *base);
 
+/* The path of a helper program a test starts by fork+exec, into path (size
+ * bytes): $env if set, else `built` (the path the build passed, or NULL),
+ * else `name` beside this test program. Fails the test, saying which
+ * target to build, when that is not an executable. */
+void th_helper_program(char *path, size_t size, const char *env,
+                       const char *built, const char *name);
+
 #define TEST(name)                                                             \
     static void test_##name(void);                                             \
     __attribute__((constructor)) static void th_reg_##name(void)               \
