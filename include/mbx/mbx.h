@@ -607,6 +607,181 @@ MBX_API int mbx_slot_list(int (*fn)(const mbx_slot_info *info, void *ctx),
                           void *ctx);
 
 /* ------------------------------------------------------------------------ */
+/* Network mailslots: every reader of a name on the LAN, and the logger     */
+/* ------------------------------------------------------------------------ */
+
+/* A mailbox registered under a network name receives what any process on
+ * the network sends to that name:
+ *
+ *   "//STAR/NAME", "\\STAR\mailslot\NAME" (STAR is "*")
+ *       registering: a reader of NAME in this process's domain;
+ *       sending: to every reader of NAME in the sender's domain.
+ *   "//X/NAME", "\\X\mailslot\NAME"
+ *       registering: a reader of NAME in domain X (X equal to this host's
+ *       name means this process's domain);
+ *       sending: to every reader of NAME on host X or in domain X (host
+ *       and domain names compare case-insensitively).
+ *
+ * Delivery is best effort (UDP multicast): sending never fails for lack of
+ * readers, every reader gets its own copy, a message arrives whole or not
+ * at all and at most once, and what is dropped on the way (loss, bad or
+ * unauthenticated datagrams, a full mailbox) is counted in mbx_net_stat.
+ * Kind, body, the urgent flag, the reply address and call/reply cross
+ * hosts; mbx_msg_origin names the sending host.
+ *
+ * One I/O thread per process owns the socket: it starts on the first
+ * network send or registration and stops at mbx_net_stop or exit. Sends
+ * queue the message for it and return at once; messages queued in a burst
+ * share datagrams. Names registered here are one per process: a second
+ * registration of the same network name in one process is MBX_EEXIST,
+ * while any number of processes (on one host or many) read it. */
+
+/* Largest network message body by default (64 KiB). */
+#define MBX_NET_MESSAGE_DEFAULT (64u << 10)
+
+/* Largest network message body that can be configured (16 MiB). */
+#define MBX_NET_MESSAGE_MAX (16u << 20)
+
+/* Defaults of the network layer; each can also be set in the environment
+ * (the option wins over the environment). */
+#define MBX_NET_DOMAIN_DEFAULT "mbx"          /* $MBX_DOMAIN */
+#define MBX_NET_GROUP_DEFAULT "239.255.77.88" /* $MBX_GROUP */
+#define MBX_NET_PORT_DEFAULT 7788             /* $MBX_PORT */
+
+/* Network options, fixed for the life of the process once the layer
+ * starts. NULL or zero fields: the environment, else the default. */
+typedef struct mbx_net_opts {
+    const char *domain;      /* this process's domain ($MBX_DOMAIN, "mbx") */
+    const char *host;        /* this host's name ($MBX_HOSTNAME, gethostname) */
+    const char *group;       /* $MBX_GROUP: an IPv4 multicast group (default
+                              * 239.255.77.88), an IPv6 one ("ff02::..."), or an
+                              * IPv4 broadcast address ("255.255.255.255" or a
+                              * subnet's, "10.0.0.255") for plain broadcast */
+    int port;                /* UDP port ($MBX_PORT, 7788) */
+    const char *iface;       /* interface name ($MBX_IFACE): where to join the
+                              * group and send; default the kernel's choice, and
+                              * "lo" keeps traffic on this host */
+    const char *key_file;    /* shared key written by `mbx keygen`
+                              * ($MBX_KEY_FILE); none: plain, unauthenticated */
+    size_t message_size;     /* largest body sent or accepted
+                              * (MBX_NET_MESSAGE_DEFAULT, at most
+                              * MBX_NET_MESSAGE_MAX) */
+    size_t datagram_size;    /* largest datagram sent (1452: fits an Ethernet
+                              * frame over IPv4 or IPv6), 512..65507 */
+    int ttl;                 /* multicast hops (1: this LAN only) */
+    int reassembly_ms;       /* how long a partly received message may wait
+                              * for its missing fragments (1000) */
+    size_t reassembly_bytes; /* memory for partly received messages
+                              * (4 MiB); the oldest is dropped beyond it */
+} mbx_net_opts;
+
+/* Sets the network options. Call before the first network use. Returns 0;
+ * MBX_EEXIST once the layer has started; MBX_EINVAL for a bad value (a
+ * group that is neither multicast nor broadcast, an unknown interface, a
+ * key file that is unreadable, not 32 bytes of key, or readable by others:
+ * MBX_EPERM then). Bad environment values are reported the same way by
+ * the first network call. */
+MBX_API int mbx_net_configure(const mbx_net_opts *opts);
+
+/* Sends what is queued and stops the I/O thread; the names registered
+ * stay registered and the next network call starts it again. Waits up to
+ * timeout_ms for the queue to drain. Returns 0, or MBX_ETIMEDOUT (the
+ * rest was dropped and counted). Also run at exit. */
+MBX_API int mbx_net_stop(int timeout_ms);
+
+/* Waits until every network message this process queued so far has been
+ * handed to the kernel. Returns 0, MBX_ETIMEDOUT, or 0 at once when the
+ * layer never started. */
+MBX_API int mbx_net_flush(int timeout_ms);
+
+/* Counters of this process's network layer, since it first started. */
+typedef struct mbx_net_stats {
+    uint64_t sent;                /* messages queued and sent */
+    uint64_t sent_datagrams;      /* datagrams handed to the kernel */
+    uint64_t send_dropped;        /* messages not sent: queue full with timeout
+                                   * 0, socket errors, the layer stopping */
+    uint64_t received;            /* messages received whole and accepted */
+    uint64_t delivered;           /* ... put into a mailbox */
+    uint64_t recv_datagrams;      /* datagrams read from the socket */
+    uint64_t not_for_us;          /* messages for names, hosts or domains not
+                                   * read here */
+    uint64_t dropped_full;        /* the reader's mailbox was full or gone */
+    uint64_t dropped_size;        /* larger than the reader's message_size */
+    uint64_t malformed;           /* datagrams or messages that do not decode */
+    uint64_t unauthenticated;     /* sealed with another key, forged, plain
+                                   * while a key is set, or sealed while none */
+    uint64_t replayed;            /* datagrams seen before, or too old */
+    uint64_t reassembly_timeouts; /* messages missing fragments too long */
+    uint64_t reassembly_evicted;  /* ... dropped to stay within memory */
+    uint64_t reassembly_bytes;    /* memory held now by partial messages */
+    uint64_t reassembly_peak;     /* the most it ever held */
+    uint64_t reserved[8];
+} mbx_net_stats;
+
+/* Fills *out. Returns 0 or MBX_EINVAL. */
+MBX_API int mbx_net_stat(mbx_net_stats *out);
+
+/* The host name a network message came from, or NULL for a message from
+ * this host's processes or threads sent to a local or host address. Valid
+ * while the message lives. */
+MBX_API const char *mbx_msg_origin(const mbx_msg *m);
+
+/* This process's host name and domain as used on the network (after
+ * options and environment). Returns 0, or an error of starting the layer's
+ * configuration. */
+MBX_API int mbx_net_identity(const char **host, const char **domain);
+
+/* Makes mailbox `id` a spy: it receives a summary of every network
+ * message this process reads, whatever its name, target or domain (the
+ * sealed ones only once authenticated). Each summary has kind "mbx.spy"
+ * and args with the keywords "name", "target", "domain", "host", "kind"
+ * (strings) and "size" (int: body bytes). One spy per process; id 0 stops
+ * spying. Starts the layer. Returns 0, MBX_EEXIST (another spy), or an
+ * error of starting the layer. */
+MBX_API int mbx_net_spy(mbx_id id);
+
+/* Writes a new random key for sealed network mailslots to `path` (mode
+ * 0600, created; an existing file is MBX_EEXIST). Returns 0 or an error. */
+MBX_API int mbx_net_keygen(const char *path);
+
+/* Log levels, as Python's logging (what winsys's mailslot handler used). */
+#define MBX_LOG_DEBUG 10
+#define MBX_LOG_INFO 20
+#define MBX_LOG_WARNING 30
+#define MBX_LOG_ERROR 40
+#define MBX_LOG_CRITICAL 50
+
+/* A log handler: formats lines and sends them to one address, usually
+ * "//STAR/LOGGER" (any scope works). Logging never blocks: a line that
+ * cannot be queued at once is dropped and counted. Each line is a message
+ * of kind "DEBUG", "INFO", "WARNING", "ERROR" or "CRITICAL" whose body is
+ * the text (no trailing newline, no NUL). One logger may be used by several
+ * threads. */
+typedef struct mbx_logger mbx_logger;
+
+/* Opens a logger on `address` that sends lines of at least `level`.
+ * Returns 0; MBX_EINVAL (bad address or level); MBX_ENOMEM. */
+MBX_API int mbx_logger_open(mbx_logger **out, const char *address, int level);
+
+/* Logs one line. Returns 0 (sent or filtered out by level); MBX_EAGAIN
+ * (dropped: no room at once); MBX_ENOENT (a local or host address with no
+ * reader: dropped); MBX_EINVAL. */
+MBX_API int mbx_log(mbx_logger *lg, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The name of a level ("INFO"), or "LEVEL" for other values. */
+MBX_API const char *mbx_log_level_name(int level);
+
+/* Lines dropped by mbx_log since the logger was opened. */
+MBX_API uint64_t mbx_logger_dropped(const mbx_logger *lg);
+
+/* Closes a logger (NULL is fine). */
+MBX_API void mbx_logger_close(mbx_logger *lg);
+
+/* ------------------------------------------------------------------------ */
 /* Dispatcher: events with handlers, across fork (mpdispatcher)             */
 /* ------------------------------------------------------------------------ */
 

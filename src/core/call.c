@@ -6,6 +6,8 @@
  * (MBX_ENOENT) instead of piling up. While it waits, the caller monitors the
  * callee, so the callee's destruction ends the call at once.
  */
+#include <string.h>
+
 #include "core/call.h"
 
 #include <pthread.h>
@@ -14,6 +16,7 @@
 #include "core/mailbox.h"
 #include "core/monitor.h"
 #include "host/host.h"
+#include "net/net.h"
 
 static pthread_key_t reply_key;
 static pthread_once_t reply_key_once = PTHREAD_ONCE_INIT;
@@ -62,9 +65,13 @@ mbx__call_reply_box(mbx_id *out)
 static int
 deliver_to_caller(const mbx_msg *req, mbx_msg *m)
 {
-    /* A request from another process names its reply mailbox by address. */
-    if (!req->reply_to)
+    /* A request from another process names its reply mailbox by address:
+     * "//./.reply/..." on this host, "//HOST/.reply/..." on another. */
+    if (!req->reply_to) {
+        if (req->from && strncmp(req->from, "//./", 4) != 0)
+            return mbx__net_reply(req->from, req->corr, m);
         return mbx__host_reply(req->from, req->corr, m);
+    }
     struct mbx__box *b;
     int rc = mbx__box_acquire(req->reply_to, &b);
     if (rc < 0)

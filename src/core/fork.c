@@ -11,6 +11,7 @@ unsigned mbx__fork_generation;
 static void
 before_fork(void)
 {
+    mbx__net_lock_all();
     mbx__dispatch_lock_all();
     mbx__host_lock_all();
     mbx__tasks_lock_all();
@@ -30,6 +31,7 @@ after_fork(int in_child)
         mbx__fork_generation++;
     mbx__host_unlock_all(in_child);
     mbx__dispatch_unlock_all(in_child);
+    mbx__net_unlock_all(in_child);
 }
 
 static void

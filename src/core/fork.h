@@ -35,6 +35,8 @@ void mbx__host_lock_all(void); /* host/send.c: feeds, writers, endpoints */
 void mbx__host_unlock_all(int in_child);
 void mbx__dispatch_lock_all(void); /* dispatch/dispatcher.c */
 void mbx__dispatch_unlock_all(int in_child);
+void mbx__net_lock_all(void); /* net/io.c: the I/O thread's state */
+void mbx__net_unlock_all(int in_child);
 
 /* Bumped in every child after fork: state stamped with another value was
  * inherited from the parent. */

@@ -32,6 +32,7 @@ mbx__msg_alloc(const char *kind, size_t len)
     m->len = len;
     m->free_body = NULL;
     m->from = NULL;
+    m->origin = NULL;
     m->corr = 0;
     m->reply_to = 0;
     m->flags = 0;
@@ -94,6 +95,12 @@ const char *
 mbx_msg_from(const mbx_msg *m)
 {
     return m ? m->from : NULL;
+}
+
+const char *
+mbx_msg_origin(const mbx_msg *m)
+{
+    return m ? m->origin : NULL;
 }
 
 int

@@ -27,6 +27,8 @@ struct mbx_msg {
     size_t len;
     void (*free_body)(void *); /* NULL: body needs no freeing */
     char *from;                /* malloc'd reply address, or NULL */
+    const char *origin;        /* network: the sender's host name, stored
+                                * in the same allocation; else NULL */
     uint64_t corr;             /* call correlation; 0 when not a call */
     mbx_id reply_to;           /* the caller's reply mailbox for calls */
     unsigned flags;            /* MBX_MSG_* */

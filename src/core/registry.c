@@ -12,6 +12,7 @@
 #include "core/address.h"
 #include "core/feed.h"
 #include "host/host.h"
+#include "net/net.h"
 #include "platform/lock.h"
 
 struct mbx__name {
@@ -72,33 +73,45 @@ grow_if_needed(void)
     return 0;
 }
 
-/* Parses a name given to register/unregister: a local name, or a host
- * name (for which `key` receives its registry key "//./NAME"). */
+/* Room for any registry key. */
+#define KEY_MAX MBX__NET_KEY_MAX
+
+/* Parses a name given to register/unregister: a local name, a host name
+ * (for which `key` receives its registry key "//./NAME") or a network
+ * name (key "//DOMAIN/NAME"). */
 static int
 parse_name(const char *name, struct mbx__address *a, char *key)
 {
     int rc = mbx__address_parse(name, a);
     if (rc < 0)
         return rc;
-    if (a->scope == MBX__SCOPE_HOST) {
+    switch (a->scope) {
+    case MBX__SCOPE_LOCAL:
+        return 0;
+    case MBX__SCOPE_HOST:
         mbx__host_key(a->name, key);
         return 0;
+    case MBX__SCOPE_NET:
+        return mbx__net_unregister_key(a, key);
+    case MBX__SCOPE_ID:
+        return MBX_EINVAL;
+    default:
+        return MBX_ENOTSUP;
     }
-    if (a->scope != MBX__SCOPE_LOCAL)
-        return a->scope == MBX__SCOPE_ID ? MBX_EINVAL : MBX_ENOTSUP;
-    return 0;
 }
 
 int
 mbx_register(mbx_id id, const char *name)
 {
     struct mbx__address a;
-    char key[MBX__HOST_ADDRESS_MAX];
+    char key[KEY_MAX];
     int rc = parse_name(name, &a, key);
     if (rc < 0)
         return rc;
     if (a.scope == MBX__SCOPE_HOST)
         return mbx_register_host(id, name, NULL);
+    if (a.scope == MBX__SCOPE_NET)
+        return mbx__net_register(id, &a);
     struct mbx__box *b;
     /* Pinning the mailbox keeps destroy from running until the name is in
      * its list, so a destroyed mailbox never keeps a name. */
@@ -154,10 +167,12 @@ int
 mbx_unregister(const char *name)
 {
     struct mbx__address a;
-    char key[MBX__HOST_ADDRESS_MAX];
+    char key[KEY_MAX];
     int rc = parse_name(name, &a, key);
     if (rc < 0)
         return rc;
+    if (a.scope == MBX__SCOPE_NET)
+        return mbx__registry_remove(key, NULL);
     if (a.scope != MBX__SCOPE_HOST)
         return mbx__registry_remove(name, NULL);
     mbx_id id;
@@ -201,11 +216,11 @@ mbx_whereis(const char *name, mbx_id *out)
 {
     if (!name || !out)
         return MBX_EINVAL;
-    /* Host names are filed under one spelling of the two. */
+    /* Host and network names are filed under their registry keys. */
     struct mbx__address a;
-    char key[MBX__HOST_ADDRESS_MAX];
+    char key[KEY_MAX];
     if ((name[0] == '/' || name[0] == '\\') && parse_name(name, &a, key) == 0 &&
-        a.scope == MBX__SCOPE_HOST)
+        (a.scope == MBX__SCOPE_HOST || a.scope == MBX__SCOPE_NET))
         name = key;
     return mbx__registry_lookup(name, out);
 }

@@ -1,7 +1,7 @@
 /*
  * Routing: from an address to the layer that delivers it. In-process names
- * and id addresses are delivered here, host mailslots by the host layer;
- * the network scope is reported as not supported until that layer exists.
+ * and id addresses are delivered here, host mailslots by the host layer,
+ * network names by the network layer; other schemes are not supported.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include "core/address.h"
 #include "core/mailbox.h"
 #include "host/host.h"
+#include "net/net.h"
 
 /* The address each thread parsed last, and what it parsed to: parsing is
  * pure, and a stream of sends usually goes to one address. */
@@ -47,6 +48,7 @@ resolve(const char *address, struct mbx__address *a, mbx_id *out)
         *out = a->id;
         return 0;
     case MBX__SCOPE_HOST:
+    case MBX__SCOPE_NET:
         return 0;
     default:
         return MBX_ENOTSUP;
@@ -65,6 +67,8 @@ mbx_send_to(const char *address, mbx_msg **m, int timeout_ms)
         return rc;
     if (a.scope == MBX__SCOPE_HOST)
         return mbx__host_send(a.name, m, timeout_ms);
+    if (a.scope == MBX__SCOPE_NET)
+        return mbx__net_send(&a, m, timeout_ms);
     return mbx_send(id, m, timeout_ms);
 }
 
@@ -80,6 +84,8 @@ mbx_call_to(const char *address, mbx_msg **req, mbx_msg **reply, int timeout_ms)
         return rc;
     if (a.scope == MBX__SCOPE_HOST)
         return mbx__host_call(a.name, req, reply, timeout_ms);
+    if (a.scope == MBX__SCOPE_NET)
+        return mbx__net_call(&a, req, reply, timeout_ms);
     return mbx_call(id, req, reply, timeout_ms);
 }
 

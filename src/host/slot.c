@@ -1,9 +1,11 @@
 /*
- * mbx_slot: winsys's Queue-like mailslot handle over a host mailslot. A
- * reader handle owns a mailbox registered under the host name; a writer
- * handle owns its own connection to the reader's ring.
+ * mbx_slot: winsys's Queue-like mailslot handle over a host or network
+ * mailslot. A reader handle owns a mailbox registered under the name; a
+ * host writer handle owns its own connection to the reader's ring, and a
+ * network writer sends through the network layer.
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,12 +23,15 @@ struct mbx_slot {
     mbx_slot_opts o;
     mbx_id box;            /* reader: its mailbox, 0 until registered */
     struct mbx__writer *w; /* writer (or a handle peeking at the ring) */
+    bool net;              /* a network name: address holds it */
     char name[MBX_NAME_MAX + 1];
+    char address[4 + 2 * MBX_NAME_MAX + 1]; /* "//HOST/NAME" when net */
 };
 
-/* Reads a slot name: a host address in either form, or a bare name. */
+/* Reads a slot name: a host or network address in either form, or a bare
+ * name (a host name). */
 static int
-slot_name_of(const char *text, char *name)
+slot_name_of(const char *text, mbx_slot *s)
 {
     struct mbx__address a;
     char buf[4 + MBX_NAME_MAX + 1];
@@ -44,11 +49,13 @@ slot_name_of(const char *text, char *name)
     int rc = mbx__address_parse(text, &a);
     if (rc < 0)
         return rc;
-    if (a.scope == MBX__SCOPE_NET)
-        return MBX_ENOTSUP;
-    if (a.scope != MBX__SCOPE_HOST)
+    if (a.scope == MBX__SCOPE_NET) {
+        s->net = true;
+        snprintf(s->address, sizeof s->address, "//%s/%s", a.host, a.name);
+    } else if (a.scope != MBX__SCOPE_HOST) {
         return MBX_EINVAL;
-    strcpy(name, a.name);
+    }
+    strcpy(s->name, a.name);
     return 0;
 }
 
@@ -62,7 +69,7 @@ mbx_slot_open(mbx_slot **out, const char *name, const mbx_slot_opts *opts)
     mbx_slot *s = calloc(1, sizeof *s);
     if (!s)
         return MBX_ENOMEM;
-    int rc = slot_name_of(name, s->name);
+    int rc = slot_name_of(name, s);
     if (rc < 0) {
         free(s);
         return rc;
@@ -89,6 +96,14 @@ become_reader(mbx_slot *s)
     int rc = mbx_create(&id, NULL);
     if (rc < 0)
         return rc;
+    if (s->net) {
+        if ((rc = mbx_register(id, s->address)) < 0) {
+            mbx_destroy(id);
+            return rc;
+        }
+        s->box = id;
+        return 0;
+    }
     char key[4 + MBX_NAME_MAX + 1] = "//./";
     strcat(key, s->name);
     mbx_host_opts ho = {.ring_size = s->o.ring_size,
@@ -123,6 +138,19 @@ slot_deadline(const mbx_slot *s)
     return s->o.timeout_ms ? mbx__deadline(s->o.timeout_ms) : MBX__NEVER;
 }
 
+/* A put to a network name: never fails for lack of readers. */
+static int
+net_put(mbx_slot *s, const void *data, size_t len)
+{
+    mbx_msg *m = mbx_msg_new(NULL, data, len);
+    if (!m)
+        return MBX_ENOMEM;
+    int rc =
+        mbx_send_to(s->address, &m, s->o.timeout_ms ? s->o.timeout_ms : -1);
+    mbx_msg_free(m);
+    return rc;
+}
+
 int
 mbx_slot_put(mbx_slot *s, const void *data, size_t len)
 {
@@ -133,6 +161,8 @@ mbx_slot_put(mbx_slot *s, const void *data, size_t len)
     s->role = ROLE_WRITER;
     if (s->o.message_size && len > s->o.message_size)
         return MBX_EMSGSIZE;
+    if (s->net)
+        return net_put(s, data, len);
     struct mbx__rec_view v = {
         .role = MBX__PLAIN, .kind = "", .body = data, .body_len = len};
     int64_t deadline = slot_deadline(s);
@@ -208,6 +238,15 @@ ring_of(mbx_slot *s, const struct mbx__ring **out)
 int
 mbx_slot_qsize(mbx_slot *s)
 {
+    if (s && s->net) {
+        /* A network slot's queue is its reader's mailbox; a writer has
+         * none it could see. */
+        mbx_stats st;
+        int rc = s->role == ROLE_READER ? mbx_stat(s->box, &st) : 0;
+        if (s->role != ROLE_READER)
+            return 0;
+        return rc < 0 ? rc : st.queued > INT32_MAX ? INT32_MAX : (int)st.queued;
+    }
     const struct mbx__ring *r;
     int rc = ring_of(s, &r);
     if (rc < 0)
@@ -229,6 +268,8 @@ mbx_slot_empty(mbx_slot *s)
 int
 mbx_slot_full(mbx_slot *s)
 {
+    if (s && s->net)
+        return 0; /* sends to the network never wait for readers */
     const struct mbx__ring *r;
     int rc = ring_of(s, &r);
     if (rc < 0)

@@ -1,0 +1,298 @@
+/*
+ * The network layer's configuration: options given to mbx_net_configure,
+ * else the environment, else the defaults; resolved once and fixed when the
+ * layer starts. Also the shared key: its file format and mbx_net_keygen.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "net/net.h"
+
+#define DATAGRAM_DEFAULT 1452
+#define DATAGRAM_MIN 512
+#define REASSEMBLY_MS_DEFAULT 1000
+#define REASSEMBLY_BYTES_DEFAULT (4u << 20)
+
+static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mbx__net_config config;
+static bool resolved; /* config holds a valid configuration */
+static bool frozen;   /* the layer started: config is final */
+
+void
+mbx__net_lower(char *out, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        out[i] = (char)tolower((unsigned char)s[i]);
+    out[len] = '\0';
+}
+
+/* A host or domain name: 1..255 bytes, none of them '/', '\\' or a
+ * control character, and not "." or "*" (which address scopes). */
+static bool
+valid_label(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255 || strcmp(s, ".") == 0 || strcmp(s, "*") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '/' || c == '\\' || c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* The option if set, else the environment variable if set and non-empty,
+ * else NULL. */
+static const char *
+pick(const char *opt, const char *env)
+{
+    if (opt)
+        return opt;
+    const char *v = getenv(env);
+    return v && *v ? v : NULL;
+}
+
+/* Reads the group address (and port) into c. */
+static int
+resolve_group(struct mbx__net_config *c, const char *group, int port)
+{
+    memset(&c->group, 0, sizeof c->group);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&c->group;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&c->group;
+    if (inet_pton(AF_INET, group, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        c->family = AF_INET;
+        c->group_len = sizeof *v4;
+        c->broadcast = !IN_MULTICAST(ntohl(v4->sin_addr.s_addr));
+        return 0;
+    }
+    if (inet_pton(AF_INET6, group, &v6->sin6_addr) == 1) {
+        if (!IN6_IS_ADDR_MULTICAST(&v6->sin6_addr))
+            return MBX_EINVAL;
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        v6->sin6_scope_id = c->ifindex;
+        c->family = AF_INET6;
+        c->group_len = sizeof *v6;
+        c->broadcast = false;
+        return 0;
+    }
+    return MBX_EINVAL;
+}
+
+int
+mbx__net_key_parse(const char *text, size_t len, uint8_t key[32])
+{
+    if (len == 65 && text[64] == '\n')
+        len = 64;
+    if (len != 64)
+        return MBX_EINVAL;
+    for (size_t i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (size_t j = 0; j < 2; j++) {
+            char ch = text[2 * i + j];
+            int d = isdigit((unsigned char)ch) ? ch - '0'
+                    : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10
+                    : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10
+                                               : -1;
+            if (d < 0)
+                return MBX_EINVAL;
+            v = v * 16 + (unsigned)d;
+        }
+        key[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+/* Loads the key file: 64 hex digits and an optional newline, readable by
+ * its owner only. */
+static int
+load_key(const char *path, uint8_t key[32])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == EACCES ? MBX_EPERM : MBX_EINVAL;
+    struct stat st;
+    char text[80];
+    ssize_t n = -1;
+    int rc = MBX_EINVAL;
+    if (fstat(fd, &st) == 0) {
+        if (st.st_mode & 077)
+            rc = MBX_EPERM; /* a key others can read is no secret */
+        else if (S_ISREG(st.st_mode) && (n = read(fd, text, sizeof text)) > 0)
+            rc = mbx__net_key_parse(text, (size_t)n, key);
+    }
+    close(fd);
+    sodium_memzero(text, sizeof text);
+    return rc;
+}
+
+/* Resolves options + environment into *c. */
+static int
+resolve(const mbx_net_opts *o, struct mbx__net_config *c)
+{
+    mbx_net_opts none = {0};
+    if (!o)
+        o = &none;
+    memset(c, 0, sizeof *c);
+
+    const char *domain = pick(o->domain, "MBX_DOMAIN");
+    if (!domain)
+        domain = MBX_NET_DOMAIN_DEFAULT;
+    if (!valid_label(domain))
+        return MBX_EINVAL;
+    strcpy(c->domain, domain);
+    mbx__net_lower(c->domain_lc, domain, strlen(domain));
+
+    char sys[256] = "";
+    const char *host = pick(o->host, "MBX_HOSTNAME");
+    if (!host) {
+        if (gethostname(sys, sizeof sys - 1) < 0 || !sys[0])
+            strcpy(sys, "localhost");
+        host = sys;
+    }
+    if (!valid_label(host))
+        return MBX_EINVAL;
+    strcpy(c->host, host);
+    mbx__net_lower(c->host_lc, host, strlen(host));
+
+    const char *iface = pick(o->iface, "MBX_IFACE");
+    if (iface) {
+        c->ifindex = if_nametoindex(iface);
+        if (!c->ifindex)
+            return MBX_EINVAL;
+        c->loopback_only = strcmp(iface, "lo") == 0;
+    }
+
+    int port = o->port;
+    if (!port) {
+        const char *p = getenv("MBX_PORT");
+        port = MBX_NET_PORT_DEFAULT;
+        if (p && *p) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (*end || v <= 0 || v > 65535)
+                return MBX_EINVAL;
+            port = (int)v;
+        }
+    }
+    if (port <= 0 || port > 65535)
+        return MBX_EINVAL;
+    const char *group = pick(o->group, "MBX_GROUP");
+    int rc = resolve_group(c, group ? group : MBX_NET_GROUP_DEFAULT, port);
+    if (rc < 0)
+        return rc;
+
+    const char *key_file = pick(o->key_file, "MBX_KEY_FILE");
+    if (key_file) {
+        if ((rc = load_key(key_file, c->key)) < 0)
+            return rc;
+        c->has_key = true;
+    }
+
+    c->message_size =
+        o->message_size ? o->message_size : MBX_NET_MESSAGE_DEFAULT;
+    c->datagram_size = o->datagram_size ? o->datagram_size : DATAGRAM_DEFAULT;
+    c->ttl = o->ttl ? o->ttl : 1;
+    c->reassembly_ms =
+        o->reassembly_ms ? o->reassembly_ms : REASSEMBLY_MS_DEFAULT;
+    c->reassembly_bytes =
+        o->reassembly_bytes ? o->reassembly_bytes : REASSEMBLY_BYTES_DEFAULT;
+    if (c->message_size > MBX_NET_MESSAGE_MAX ||
+        c->datagram_size < DATAGRAM_MIN || c->datagram_size > 65507 ||
+        c->ttl < 0 || c->ttl > 255 || c->reassembly_ms < 0 || o->port < 0)
+        return MBX_EINVAL;
+    return 0;
+}
+
+int
+mbx_net_configure(const mbx_net_opts *opts)
+{
+    struct mbx__net_config c;
+    pthread_mutex_lock(&config_lock);
+    int rc = frozen ? MBX_EEXIST : resolve(opts, &c);
+    if (rc == 0) {
+        config = c;
+        resolved = true;
+    }
+    pthread_mutex_unlock(&config_lock);
+    sodium_memzero(&c, sizeof c);
+    return rc;
+}
+
+int
+mbx__net_config_get(const struct mbx__net_config **out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&config_lock);
+    if (!resolved && (rc = resolve(NULL, &config)) == 0)
+        resolved = true;
+    pthread_mutex_unlock(&config_lock);
+    if (rc == 0)
+        *out = &config;
+    return rc;
+}
+
+void
+mbx__net_config_freeze(void)
+{
+    pthread_mutex_lock(&config_lock);
+    frozen = true;
+    pthread_mutex_unlock(&config_lock);
+}
+
+int
+mbx_net_identity(const char **host, const char **domain)
+{
+    const struct mbx__net_config *c;
+    int rc = mbx__net_config_get(&c);
+    if (rc < 0)
+        return rc;
+    if (host)
+        *host = c->host;
+    if (domain)
+        *domain = c->domain;
+    return 0;
+}
+
+int
+mbx_net_keygen(const char *path)
+{
+    if (!path || !*path)
+        return MBX_EINVAL;
+    if (sodium_init() < 0)
+        return MBX_ENOMEM;
+    uint8_t key[32];
+    char text[65];
+    randombytes_buf(key, sizeof key);
+    sodium_bin2hex(text, sizeof text, key, sizeof key);
+    sodium_memzero(key, sizeof key);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        sodium_memzero(text, sizeof text);
+        return errno == EEXIST   ? MBX_EEXIST
+               : errno == EACCES ? MBX_EPERM
+                                 : -errno;
+    }
+    text[64] = '\n';
+    ssize_t n = write(fd, text, sizeof text);
+    sodium_memzero(text, sizeof text);
+    int rc = n == (ssize_t)sizeof text ? 0 : MBX_EINVAL;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0)
+        unlink(path);
+    return rc;
+}
