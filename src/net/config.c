@@ -9,10 +9,12 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,13 +22,14 @@
 
 #define DATAGRAM_DEFAULT 1452
 #define DATAGRAM_MIN 512
+#define DATAGRAM_LARGE 16384 /* the most the default takes from a big MTU */
 #define REASSEMBLY_MS_DEFAULT 1000
 #define REASSEMBLY_BYTES_DEFAULT (4u << 20)
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mbx__net_config config;
-static bool resolved; /* config holds a valid configuration */
-static bool frozen;   /* the layer started: config is final */
+static bool resolved;       /* config holds a valid configuration */
+static _Atomic bool frozen; /* the layer started: config is final */
 
 void
 mbx__net_lower(char *out, const char *s, size_t len)
@@ -139,6 +142,27 @@ load_key(const char *path, uint8_t key[32])
     return rc;
 }
 
+/* The default datagram size: what fits the interface's MTU (up to
+ * DATAGRAM_LARGE, e.g. on the loopback interface), else 1452. */
+static size_t
+datagram_default(const struct mbx__net_config *c, const char *iface)
+{
+    size_t size = DATAGRAM_DEFAULT;
+    if (!iface)
+        return size;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq req = {0};
+    snprintf(req.ifr_name, sizeof req.ifr_name, "%s", iface);
+    if (fd >= 0 && ioctl(fd, SIOCGIFMTU, &req) == 0) {
+        int room = req.ifr_mtu - (c->family == AF_INET ? 28 : 48);
+        if (room >= DATAGRAM_MIN)
+            size = room > DATAGRAM_LARGE ? DATAGRAM_LARGE : (size_t)room;
+    }
+    if (fd >= 0)
+        close(fd);
+    return size;
+}
+
 /* Resolves options + environment into *c. */
 static int
 resolve(const mbx_net_opts *o, struct mbx__net_config *c)
@@ -204,7 +228,8 @@ resolve(const mbx_net_opts *o, struct mbx__net_config *c)
 
     c->message_size =
         o->message_size ? o->message_size : MBX_NET_MESSAGE_DEFAULT;
-    c->datagram_size = o->datagram_size ? o->datagram_size : DATAGRAM_DEFAULT;
+    c->datagram_size =
+        o->datagram_size ? o->datagram_size : datagram_default(c, iface);
     c->ttl = o->ttl ? o->ttl : 1;
     c->reassembly_ms =
         o->reassembly_ms ? o->reassembly_ms : REASSEMBLY_MS_DEFAULT;
@@ -235,6 +260,10 @@ mbx_net_configure(const mbx_net_opts *opts)
 int
 mbx__net_config_get(const struct mbx__net_config **out)
 {
+    if (atomic_load_explicit(&frozen, memory_order_acquire)) {
+        *out = &config; /* final: no lock needed */
+        return 0;
+    }
     int rc = 0;
     pthread_mutex_lock(&config_lock);
     if (!resolved && (rc = resolve(NULL, &config)) == 0)

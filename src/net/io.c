@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 
 #include "core/fork.h"
+#include "core/pool.h"
 #include "net/net.h"
 #include "net/wire.h"
 #include "platform/platform.h"
@@ -39,7 +40,7 @@
 #define SOCKET_BUFFER (8 << 20)
 
 /* Spins on the send queue before the thread parks in poll. */
-#define IDLE_SPINS 2000
+#define IDLE_SPINS 200
 
 /* How long to wait for the kernel's send buffer before dropping. */
 #define SEND_RETRY_MS 1000
@@ -47,6 +48,7 @@
 struct outmsg {
     struct outmsg *next;
     size_t len;
+    uint8_t cls; /* pool size class */
     uint8_t env[];
 };
 
@@ -127,6 +129,13 @@ open_send_socket(const struct mbx__net_config *c)
         return -errno;
     int one = 1, ttl = c->ttl, rc = 0;
     size_buffers(fd, SO_SNDBUF, SO_SNDBUFFORCE);
+    /* Datagrams never exceed the interface's MTU: with DF set, the kernel
+     * skips the shared IP id counter (a hot spot per datagram). */
+    int pmtu = c->family == AF_INET ? IP_PMTUDISC_PROBE : IPV6_PMTUDISC_PROBE;
+    if (c->family == AF_INET)
+        setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu);
+    else
+        setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu, sizeof pmtu);
     if (c->broadcast) {
         rc = setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
         if (rc == 0 && c->ifindex) {
@@ -263,10 +272,12 @@ mbx__net_enqueue(size_t len, void (*fill)(uint8_t *buf, void *ctx), void *ctx,
             atomic_load(&io.queued_bytes) + len > QUEUE_BYTES_MAX)
             return MBX_ETIMEDOUT;
     }
-    struct outmsg *m = malloc(sizeof *m + len);
+    uint8_t cls;
+    struct outmsg *m = mbx__pool_get(sizeof *m + len, &cls);
     if (!m)
         return MBX_ENOMEM;
     m->len = len;
+    m->cls = cls;
     fill(m->env, ctx);
     atomic_fetch_add(&io.queued_bytes, len);
     atomic_fetch_add(&io.enqueued, 1);
@@ -444,7 +455,7 @@ drain_queue(void)
         pack(m);
         n++;
         bytes += m->len;
-        free(m);
+        mbx__pool_put(m, m->cls);
         m = next;
     }
     finish_datagram();
@@ -464,7 +475,7 @@ drop_queue(void)
         struct outmsg *next = m->next;
         n++;
         bytes += m->len;
-        free(m);
+        mbx__pool_put(m, m->cls);
         m = next;
     }
     atomic_fetch_add(&mbx__net_count.send_dropped, n);
@@ -769,7 +780,7 @@ mbx__net_unlock_all(int in_child)
         struct outmsg *m = take_queue();
         while (m) {
             struct outmsg *next = m->next;
-            free(m);
+            mbx__pool_put(m, m->cls);
             m = next;
         }
         atomic_store(&io.queued_bytes, 0);
