@@ -172,18 +172,23 @@ MBX_API int mbx_destroy(mbx_id id);
  * Returns 0; MBX_EEXIST if the name is taken (even by this mailbox);
  * MBX_ENOENT for a dead id; MBX_EINVAL for a bad name (empty, longer than
  * MBX_NAME_MAX, starting with '@', which is reserved for id addresses, or a
- * malformed scoped form such as "//x"); MBX_ENOTSUP for network
- * ("//HOST/x") and "scheme://" names, which later layers provide.
+ * malformed scoped form such as "//x"); MBX_ENOTSUP for "scheme://"
+ * names, which later layers provide.
  * A host name ("//./x" or "\\.\mailslot\x") makes the mailbox a host
- * mailslot: see mbx_register_host, which this calls with default options. */
+ * mailslot: see mbx_register_host, which this calls with default options.
+ * A network name ("//STAR/x", "//DOMAIN/x", "\\STAR\mailslot\x"; STAR is
+ * "*") makes it a reader of that name on the network (see "Network
+ * mailslots"); names starting with ".reply/" are reserved (MBX_EINVAL), and
+ * the errors of starting the network layer are returned as they are. */
 MBX_API int mbx_register(mbx_id id, const char *name);
 
 /* Removes a name. Returns 0, MBX_ENOENT if not registered, MBX_EINVAL for a
  * bad name. */
 MBX_API int mbx_unregister(const char *name);
 
-/* Looks a name up. A host name ("//./x") gives the mailbox of this process
- * that reads it. Returns 0 and the id in *out, or MBX_ENOENT. */
+/* Looks a name up. A host name ("//./x") or a network name ("//STAR/x")
+ * gives the mailbox of this process that reads it. Returns 0 and the id in
+ * *out, or MBX_ENOENT. */
 MBX_API int mbx_whereis(const char *name, mbx_id *out);
 
 /* Sends *m to the mailbox `to`. On success the mailbox owns the message and
@@ -200,8 +205,12 @@ MBX_API int mbx_send(mbx_id to, mbx_msg **m, int timeout_ms);
 /* Sends to an address: a registered name ("worker"), an id address
  * ("@" followed by 16 hex digits, as written by mbx_id_format), or a host
  * mailslot ("//./x" or "\\.\mailslot\x") in any process of this host.
- * Network addresses ("//host/x", "//STAR/x" with STAR = "*") give
- * MBX_ENOTSUP until that layer exists. Otherwise as mbx_send; for a host
+ * A network address ("//STAR/x" with STAR = "*", "//HOST/x", "//DOMAIN/x")
+ * queues the message for the network I/O thread and returns: it never
+ * fails for lack of readers; MBX_EMSGSIZE for a body over the network's
+ * message_size; when the process's send queue is full (16 MiB of
+ * messages), it waits up to timeout_ms (MBX_EAGAIN for 0, MBX_ETIMEDOUT).
+ * Otherwise as mbx_send; for a host
  * mailslot the reader's ring is the bound: when it is full the send waits
  * up to timeout_ms (MBX_EAGAIN at once for 0, MBX_ETIMEDOUT later), and a
  * mailslot whose reader is gone gives MBX_ENOENT (MBX_EPERM: the ring is
@@ -231,7 +240,11 @@ MBX_API int mbx_recv_kind(mbx_id self, const char *kind, mbx_msg **out,
  * belongs to the caller. */
 MBX_API int mbx_call(mbx_id to, mbx_msg **req, mbx_msg **reply, int timeout_ms);
 
-/* mbx_call to an address, resolved as mbx_send_to. */
+/* mbx_call to an address, resolved as mbx_send_to. A call to a network
+ * address reaches every reader of it: the first reply wins and later ones
+ * are discarded; with no reader (or none replying) it ends with
+ * MBX_ETIMEDOUT, so give it a timeout; a reader freeing the request
+ * unanswered (or dropping it, its mailbox full) ends it with MBX_ECLOSED. */
 MBX_API int mbx_call_to(const char *address, mbx_msg **req, mbx_msg **reply,
                         int timeout_ms);
 
@@ -524,9 +537,12 @@ typedef struct mbx_slot_opts {
 /* Opens a handle on the host mailslot `name`: "\\.\mailslot\NAME" (the word
  * "mailslot" in any case), "//./NAME", or a bare NAME meaning the same.
  * Opening touches nothing: the role and the checks come with first use.
+ * A network name ("\\*\mailslot\x", "//STAR/x", "//HOST/x") opens a network
+ * mailslot: the reader registers the name as mbx_register does, a writer's
+ * puts never fail for lack of readers, qsize counts what the reader's
+ * mailbox holds (0 for a writer), and full is always 0.
  * Returns 0 and the handle in *out; MBX_EINVAL for a bad name or options;
- * MBX_ENOTSUP for a network name ("\\*\mailslot\x", "//host/x") until the
- * network layer exists; MBX_ENOMEM. */
+ * MBX_ENOMEM. */
 MBX_API int mbx_slot_open(mbx_slot **out, const char *name,
                           const mbx_slot_opts *opts);
 

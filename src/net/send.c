@@ -390,6 +390,10 @@ mbx__net_deliver(const struct mbx__wire_env *e)
     const struct mbx__net_config *c;
     if (mbx__net_config_get(&c) < 0)
         return;
+    if (e->body_len > c->message_size) {
+        atomic_fetch_add(&mbx__net_count.dropped_size, 1);
+        return;
+    }
     atomic_fetch_add(&mbx__net_count.received, 1);
     mbx_id spy = atomic_load(&spy_box);
     if (spy)
