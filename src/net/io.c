@@ -285,7 +285,9 @@ mbx__net_enqueue(size_t len, void (*fill)(uint8_t *buf, void *ctx), void *ctx,
     do
         m->next = top;
     while (!atomic_compare_exchange_weak(&io.top, &top, m));
-    if (atomic_load(&io.parked)) {
+    /* Only the sender that finds the thread parked wakes it: the others
+     * of a burst see the flag cleared and make no system call. */
+    if (atomic_load(&io.parked) && atomic_exchange(&io.parked, 0)) {
         uint64_t one = 1;
         ssize_t n = write(io.wake_fd, &one, sizeof one);
         (void)n; /* a full eventfd is already readable */
