@@ -731,7 +731,10 @@ typedef struct mbx_net_stats {
     uint64_t reassembly_evicted;  /* ... dropped to stay within memory */
     uint64_t reassembly_bytes;    /* memory held now by partial messages */
     uint64_t reassembly_peak;     /* the most it ever held */
-    uint64_t reserved[8];
+    uint64_t socket_overflows;    /* datagrams the kernel dropped because
+                                   * this process's socket buffer was full
+                                   * (the reader fell behind) */
+    uint64_t reserved[7];
 } mbx_net_stats;
 
 /* Fills *out. Returns 0 or MBX_EINVAL. */

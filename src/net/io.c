@@ -91,6 +91,12 @@ static struct {
     uint8_t *in; /* BATCH receive buffers of 64 KiB */
     struct mmsghdr in_msgs[BATCH];
     struct iovec in_iov[BATCH];
+    /* Per datagram, the kernel's count of datagrams it dropped on this
+     * socket (SO_RXQ_OVFL). */
+    struct {
+        _Alignas(size_t) char buf[CMSG_SPACE(sizeof(uint32_t))];
+    } in_ctl[BATCH];
+    uint32_t overflows_seen;
 } io = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .work = PTHREAD_MUTEX_INITIALIZER,
@@ -213,6 +219,7 @@ open_recv_socket(const struct mbx__net_config *c, int send_fd)
     int one = 1, zero = 0, rc;
     size_buffers(fd, SO_RCVBUF, SO_RCVBUFFORCE);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
     struct sockaddr_storage bind_to = c->group;
     if (c->family == AF_INET) {
         struct sockaddr_in *b = (struct sockaddr_in *)&bind_to;
@@ -250,7 +257,7 @@ open_recv_socket(const struct mbx__net_config *c, int send_fd)
  */
 
 int
-mbx__net_enqueue(size_t len, void (*fill)(uint8_t *buf, void *ctx), void *ctx,
+mbx__net_enqueue(size_t len, int (*fill)(uint8_t *buf, void *ctx), void *ctx,
                  int64_t deadline)
 {
     int rc = mbx__net_start(false);
@@ -278,7 +285,10 @@ mbx__net_enqueue(size_t len, void (*fill)(uint8_t *buf, void *ctx), void *ctx,
         return MBX_ENOMEM;
     m->len = len;
     m->cls = cls;
-    fill(m->env, ctx);
+    if ((rc = fill(m->env, ctx)) < 0) {
+        mbx__pool_put(m, cls);
+        return rc;
+    }
     atomic_fetch_add(&io.queued_bytes, len);
     atomic_fetch_add(&io.enqueued, 1);
     struct outmsg *top = atomic_load(&io.top);
@@ -494,9 +504,21 @@ receive_some(void)
 {
     if (io.recv_fd < 0)
         return 0;
+    for (unsigned i = 0; i < BATCH; i++)
+        io.in_msgs[i].msg_hdr.msg_controllen = sizeof io.in_ctl[i];
     int n = recvmmsg(io.recv_fd, io.in_msgs, BATCH, MSG_DONTWAIT, NULL);
     if (n <= 0)
         return 0;
+    struct msghdr *last = &io.in_msgs[n - 1].msg_hdr;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(last); c; c = CMSG_NXTHDR(last, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+            uint32_t total;
+            memcpy(&total, CMSG_DATA(c), sizeof total);
+            atomic_fetch_add(&mbx__net_count.socket_overflows,
+                             (uint32_t)(total - io.overflows_seen));
+            io.overflows_seen = total;
+        }
+    }
     int64_t now = mbx__coarse_now_ns();
     for (int i = 0; i < n; i++) {
         if (io.in_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
@@ -589,7 +611,10 @@ alloc_buffers(const struct mbx__net_config *c)
         io.in_iov[i].iov_base = io.in + (size_t)i * IN_SIZE;
         io.in_iov[i].iov_len = IN_SIZE;
         io.in_msgs[i].msg_hdr =
-            (struct msghdr){.msg_iov = &io.in_iov[i], .msg_iovlen = 1};
+            (struct msghdr){.msg_iov = &io.in_iov[i],
+                            .msg_iovlen = 1,
+                            .msg_control = io.in_ctl[i].buf,
+                            .msg_controllen = sizeof io.in_ctl[i]};
     }
     return 0;
 }
@@ -647,6 +672,7 @@ start_locked(bool receive)
             rc = fd;
         else {
             io.recv_fd = fd;
+            io.overflows_seen = 0;
             io.receiving = true;
         }
     }
@@ -756,6 +782,7 @@ mbx_net_stat(mbx_net_stats *out)
         .reassembly_evicted = atomic_load(&k->reassembly_evicted),
         .reassembly_bytes = atomic_load(&k->reassembly_bytes),
         .reassembly_peak = atomic_load(&k->reassembly_peak),
+        .socket_overflows = atomic_load(&k->socket_overflows),
     };
     return 0;
 }

@@ -82,8 +82,9 @@ int mbx__net_start(bool receive);
 
 /* Queues an envelope of `len` bytes built by `fill(buf, ctx)` for sending,
  * waiting up to the deadline for room in the queue. Returns 0; MBX_EAGAIN
- * (no room, deadline 0); MBX_ETIMEDOUT; MBX_ENOMEM; or a start error. */
-int mbx__net_enqueue(size_t len, void (*fill)(uint8_t *buf, void *ctx),
+ * (no room, deadline 0); MBX_ETIMEDOUT; MBX_ENOMEM; the error of fill
+ * (negative: nothing queued); or a start error. */
+int mbx__net_enqueue(size_t len, int (*fill)(uint8_t *buf, void *ctx),
                      void *ctx, int64_t deadline);
 
 /* This process's sender id (random; a fork child picks a new one). */
@@ -143,7 +144,7 @@ struct mbx__net_counters {
     _Atomic uint64_t received, delivered, recv_datagrams, not_for_us;
     _Atomic uint64_t dropped_full, dropped_size, malformed, unauthenticated;
     _Atomic uint64_t replayed, reassembly_timeouts, reassembly_evicted;
-    _Atomic uint64_t reassembly_bytes, reassembly_peak;
+    _Atomic uint64_t reassembly_bytes, reassembly_peak, socket_overflows;
 };
 extern struct mbx__net_counters mbx__net_count;
 

@@ -13,8 +13,9 @@
 /* ---- replay window --------------------------------------------------------
  */
 
-#define WINDOW_BITS 1024
-#define WINDOW_WORDS (WINDOW_BITS / 64)
+#define WINDOW_BELOW 1024 /* sequences below the highest that are tracked */
+#define WINDOW_WORDS ((WINDOW_BELOW + 1 + 63) / 64)
+#define WINDOW_BITS (WINDOW_WORDS * 64)
 #define SENDERS_MAX 4096
 #define SENDER_BUCKETS 8192
 
@@ -123,7 +124,7 @@ replay_accept(uint64_t id, uint64_t seq, int64_t now)
         return true;
     }
     uint64_t d = s->top - seq;
-    if (d >= WINDOW_BITS)
+    if (d > WINDOW_BELOW)
         return false;
     uint64_t bit = 1ull << (d % 64);
     if (s->seen[d / 64] & bit)
@@ -146,6 +147,7 @@ struct partial {
     struct partial *older, *newer; /* in arrival order */
     uint64_t sender;
     uint32_t msg_id, msg_len, bytes_got;
+    uint32_t frag_size; /* every fragment but the last; 0: not known yet */
     uint16_t count, got;
     int64_t first_ns; /* the first fragment's arrival */
     size_t cost;      /* bytes counted against the bound */
@@ -251,6 +253,31 @@ deliver_bytes(const uint8_t *data, size_t len)
     mbx__net_deliver(&e);
 }
 
+/* Whether fragment f sits where the layout puts it: every fragment but the
+ * last has one size S and starts at index * S; the last starts at
+ * (count - 1) * S, is at most S long and ends the message. The first
+ * fragment seen fixes S. */
+static bool
+fragment_fits(struct partial *p, const struct mbx__wire_frame *f)
+{
+    uint32_t size;
+    if (f->index + 1 < f->count) {
+        size = f->chunk_len;
+    } else {
+        if (f->offset + f->chunk_len != p->msg_len ||
+            f->offset % (uint32_t)(f->count - 1) != 0)
+            return false;
+        size = f->offset / (uint32_t)(f->count - 1);
+        if (f->chunk_len > size)
+            return false;
+    }
+    if ((uint64_t)f->index * size != f->offset ||
+        (p->frag_size && p->frag_size != size))
+        return false;
+    p->frag_size = size;
+    return true;
+}
+
 /* Adds a fragment to its message; delivers the message once whole. */
 static void
 add_fragment(const struct mbx__net_config *c, uint64_t sender,
@@ -264,6 +291,11 @@ add_fragment(const struct mbx__net_config *c, uint64_t sender,
     }
     if (!p && !(p = partial_new(c, sender, f, now)))
         return;
+    if (!fragment_fits(p, f)) {
+        atomic_fetch_add(&mbx__net_count.malformed, 1);
+        partial_free(p);
+        return;
+    }
     uint8_t bit = (uint8_t)(1u << (f->index % 8));
     if (p->have[f->index / 8] & bit)
         return; /* a duplicate fragment */

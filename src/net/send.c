@@ -135,10 +135,11 @@ mbx_net_spy(mbx_id id)
  */
 
 /* Encodes the envelope ctx into a queued message's buffer. */
-static void
+static int
 fill_env(uint8_t *buf, void *ctx)
 {
-    mbx__wire_put_env(buf, ctx);
+    int rc = mbx__wire_put_env(buf, ctx);
+    return rc < 0 ? rc : 0;
 }
 
 /* Builds the envelope of m for target `target` and name `name`. */
@@ -322,6 +323,24 @@ tell_spy(mbx_id spy, const struct mbx__wire_env *e)
         mbx_msg_free(m);
 }
 
+/* Reads 16 lowercase hex digits. */
+static bool
+hex16(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++) {
+        char ch = s[i];
+        if (ch >= '0' && ch <= '9')
+            v = v << 4 | (uint64_t)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f')
+            v = v << 4 | (uint64_t)(ch - 'a' + 10);
+        else
+            return false;
+    }
+    *out = v;
+    return true;
+}
+
 /* A reply to a call of this process: to the waiting caller's mailbox. */
 static void
 deliver_reply(const struct mbx__net_config *c, const struct mbx__wire_env *e)
@@ -331,10 +350,8 @@ deliver_reply(const struct mbx__net_config *c, const struct mbx__wire_env *e)
     memcpy(rest, e->name + REPLY_PREFIX_LEN, n);
     rest[n] = '\0';
     uint64_t sender, id;
-    char tail;
-    if (!(e->flags & (MBX__ENV_REPLY | MBX__ENV_CALL_ENDED)) ||
-        sscanf(rest, "%16" SCNx64 "/%16" SCNx64 "%c", &sender, &id, &tail) !=
-            2 ||
+    if (!(e->flags & (MBX__ENV_REPLY | MBX__ENV_CALL_ENDED)) || n != 33 ||
+        rest[16] != '/' || !hex16(rest, &sender) || !hex16(rest + 17, &id) ||
         sender != mbx__net_sender_id() || e->target_len != strlen(c->host) ||
         strncasecmp(e->target, c->host, e->target_len) != 0) {
         atomic_fetch_add(&mbx__net_count.not_for_us, 1);
