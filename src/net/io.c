@@ -668,9 +668,10 @@ start_locked(bool receive)
             atomic_store(&io.stopping, false);
         }
         int fd = open_recv_socket(c, io.send_fd);
-        if (fd < 0)
+        if (fd < 0) {
             rc = fd;
-        else {
+            io.want_receive = false; /* the next registration tries again */
+        } else {
             io.recv_fd = fd;
             io.overflows_seen = 0;
             io.receiving = true;
