@@ -117,17 +117,17 @@ mbx__net_register(mbx_id id, const struct mbx__address *a)
 int
 mbx_net_spy(mbx_id id)
 {
-    int rc = mbx__net_start(true);
-    if (rc < 0)
-        return rc;
-    mbx_id none = 0;
     if (id == 0) {
         atomic_store(&spy_box, 0);
         return 0;
     }
+    mbx_id none = 0;
     if (!atomic_compare_exchange_strong(&spy_box, &none, id))
         return none == id ? 0 : MBX_EEXIST;
-    return 0;
+    int rc = mbx__net_start(true);
+    if (rc < 0)
+        atomic_store(&spy_box, 0);
+    return rc;
 }
 
 /* ---- sending
