@@ -752,15 +752,19 @@ MBX_API int mbx_net_identity(const char **host, const char **domain);
 
 /* Makes mailbox `id` a spy: it receives a summary of every network
  * message this process reads, whatever its name, target or domain (the
- * sealed ones only once authenticated). Each summary has kind "mbx.spy"
- * and args with the keywords "name", "target", "domain", "host", "kind"
- * (strings) and "size" (int: body bytes). One spy per process; id 0 stops
- * spying. Starts the layer. Returns 0, MBX_EEXIST (another spy), or an
- * error of starting the layer. */
+ * sealed ones only once authenticated), sent with timeout 0 (a full spy
+ * mailbox misses summaries). Each summary has kind "mbx.spy" and args with
+ * the keywords "name", "target", "domain", "host", "kind" (strings) and
+ * "size" (int: body bytes). One spy per process; id 0 stops spying (and
+ * starts nothing). Starts the layer. Returns 0, MBX_EEXIST (another spy),
+ * or an error of starting the layer (then no spy is set). */
 MBX_API int mbx_net_spy(mbx_id id);
 
 /* Writes a new random key for sealed network mailslots to `path` (mode
- * 0600, created; an existing file is MBX_EEXIST). Returns 0 or an error. */
+ * 0600, created): 64 hex digits and a newline. Returns 0; MBX_EEXIST (the
+ * file exists: never overwritten); MBX_EPERM (not allowed there);
+ * MBX_EINVAL (no such directory, or the key could not be written: nothing
+ * is left behind); MBX_ENOMEM (libsodium could not start). */
 MBX_API int mbx_net_keygen(const char *path);
 
 /* Log levels, as Python's logging (what winsys's mailslot handler used). */
