@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The mbx command-line tool against real host mailslots: listen/send/ls/call
 # round trips, body printing (text and hex), error messages and exit
-# statuses, --help, and a clean stop on SIGINT/SIGTERM.
+# statuses, --help, and a clean stop on SIGINT/SIGTERM; and against network
+# mailslots on the loopback interface: keygen, listen (text and JSON) with
+# and without a key, send, call, spy.
 #
 #   bash tests/cli/mbx_cli.sh <build-dir>
 #
 # Runs in its own runtime directory (MBX_RUNTIME_DIR) with names of its own,
-# so it may run beside other tests. Readiness is awaited by polling `mbx ls`
-# (at most 5 s), never by sleeping for a guessed time. Stops at the first
+# so it may run beside other tests; network traffic uses a multicast group,
+# port and domain of its own. Readiness is awaited by polling `mbx ls`, or a
+# listener's "listening" line (at most 5 s), never by sleeping for a guessed
+# time. Stops at the first
 # failure and says what differed; the last line is "N passed, 0 failed".
 set -euo pipefail
 
@@ -86,11 +90,13 @@ expect_err_line() {
   fi
 }
 
-# expect_listened FILE EXPECTED WHAT: a listener's output FILE, with each
-# line's timestamp replaced by "T", equals EXPECTED; every line must start
-# with a well-formed timestamp. A call from another process may carry the
-# caller's private reply address (//./.reply/PID.ID) as its sender: that
-# prints as "-" here, as a call without one does.
+# expect_listened FILE EXPECTED WHAT [sort]: a listener's output FILE, with
+# each line's timestamp replaced by "T", equals EXPECTED; every line must
+# start with a well-formed timestamp. A call from another process may carry
+# the caller's private reply address (//./.reply/PID.ID) as its sender: that
+# prints as "-" here, as a call without one does. With "sort", the lines are
+# compared in sorted order (EXPECTED is given sorted): network messages from
+# different processes may arrive in either order.
 expect_listened() {
   if grep -Evq "$time_re" "$1"; then
     fail "$3: a line has no ISO-8601 timestamp" "$1"
@@ -98,6 +104,9 @@ expect_listened() {
   sed -E -e "s/$time_re/T /" \
     -e 's,^(T [^ ]+) //\./\.reply/[0-9]+\.[0-9a-f]+( |$),\1 -\2,' \
     "$1" >"$1.masked"
+  if [ "${4:-}" = sort ]; then
+    LC_ALL=C sort -o "$1.masked" "$1.masked"
+  fi
   expect_file "$1.masked" "$2" "$3"
 }
 
@@ -318,6 +327,212 @@ run "$mbx" ls --all --json
 [ ! -s "$tmp/out" ] || fail "mailslots left after the call" "$tmp/out"
 pass "a pending caller's .reply/ mailslot shows with ls --all only"
 
+# --- network mailslots ---------------------------------------------------------
+# Traffic stays on the loopback interface, in a group, port and domain of
+# this run's own, so that runs in parallel do not see each other's messages.
+export MBX_IFACE=lo
+export MBX_GROUP=239.254.$((($$ >> 8) % 256)).$(($$ % 256))
+export MBX_PORT=$((20000 + $$ % 30000))
+export MBX_DOMAIN=$tag
+unset MBX_KEY_FILE MBX_HOSTNAME
+
+# --- keygen ---
+key=$tmp/key
+run "$mbx" keygen "$key"
+expect_status 0 "keygen"
+[ "$(stat -c %a "$key")" = 600 ] || fail "keygen: mode $(stat -c %a "$key")"
+grep -Eqx '[0-9a-f]{64}' "$key" || fail "keygen: not 64 hex digits" "$key"
+cp "$key" "$tmp/key.before"
+run "$mbx" keygen "$key"
+expect_status 1 "keygen over an existing file"
+expect_err_line "^mbx keygen: $key: .+ \(MBX_EEXIST\)\$" \
+  "keygen over an existing file"
+cmp -s "$key" "$tmp/key.before" || fail "keygen overwrote $key"
+run "$mbx" keygen "$tmp/no/such/dir/key"
+expect_status 1 "keygen in a missing directory"
+pass "keygen writes a 0600 key and refuses to overwrite a file"
+
+# start_net_listener OUT ARGS...: starts `mbx listen ARGS...` in the
+# background with stdout in OUT and stderr in OUT.err, sets $listener to
+# its pid and waits until it says on stderr that it listens.
+start_net_listener() {
+  local out=$1
+  shift
+  "$mbx" listen "$@" >"$out" 2>"$out.err" &
+  listener=$!
+  pids+=("$listener")
+  wait_line "$out.err" '^mbx listen: listening on ' "$listener"
+}
+
+# wait_line FILE REGEX PID: polls until FILE has a line matching REGEX
+# (extended), at most 5 s; fails early if PID exits first.
+wait_line() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    grep -Eqs -- "$2" "$1" && return 0
+    if ! kill -0 "$3" 2>/dev/null; then
+      grep -Eqs -- "$2" "$1" && return 0
+      wait "$3" || true
+      fail "pid $3 exited before writing /$2/" "$1"
+    fi
+    sleep 0.05
+  done
+  fail "no line /$2/ within 5 s" "$1"
+}
+
+# net_send HOST ARGS...: `mbx send ARGS...` as host HOST, with stdin.
+net_send() {
+  local host=$1
+  shift
+  status=0
+  MBX_HOSTNAME=$host "$mbx" send "$@" >"$tmp/out" 2>"$tmp/err" || status=$?
+  expect_status 0 "send $*"
+  [ ! -s "$tmp/err" ] || fail "send $*: unexpected stderr" "$tmp/err"
+}
+
+# count_lines FILE REGEX: how many lines of FILE match REGEX.
+count_lines() {
+  grep -Ec -- "$2" "$1" || true
+}
+
+plain_re='^mbx [a-z]+: no key \(--key or MBX_KEY_FILE\): network traffic is plain'
+
+# --- listen on a network name, text lines ---
+name=$tag-log
+start_net_listener "$tmp/net" "//*/$name" --count 4
+net_send "$tag-a" "//*/$name" --kind INFO hello world
+printf 'bin\001\377\n' | net_send "$tag-b" "\\\\*\\mailslot\\$name" --kind ERROR
+net_send "$tag-c" "//$tag/$name" --from "//$tag-c/back" to the domain
+echo | net_send "$tag-d" "//*/$name" --urgent
+finish "$listener" "listen //*/$name --count 4"
+expect_status 0 "listen on a network name"
+expect_listened "$tmp/net" "T $tag-a INFO - hello world
+T $tag-b ERROR - hex:62696e01ff
+T $tag-c - //$tag-c/back to the domain
+T $tag-d - -
+" "listen on a network name" sort
+[ "$(count_lines "$tmp/net.err" "$plain_re")" -eq 1 ] ||
+  fail "no single plain-traffic notice without a key" "$tmp/net.err"
+[ "$(wc -l <"$tmp/net.err")" -eq 2 ] ||
+  fail "listen stderr: more than the notice and the listening line" \
+    "$tmp/net.err"
+pass "listen on //*/NAME prints time, host, kind, sender and body"
+pass "without a key, listen says once that the traffic is plain"
+
+# --- listen --json ---
+name=$tag-json
+start_net_listener "$tmp/json" "\\\\*\\mailslot\\$name" --json --count 4
+net_send "$tag-a" "//*/$name" --kind NOTE 'say "hi" \ now'
+printf 'tab\there\001\r\n' | net_send "$tag-b" "//*/$name"
+printf 'h\xc3\xa9 \xff\xc0\n' | net_send "$tag-c" "//*/$name" --from //x/y
+echo | net_send "$tag-d" "//*/$name" --kind ''
+finish "$listener" "listen --json --count 4"
+expect_status 0 "listen --json"
+json_time='"time":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}([+-][0-9]{2}:[0-9]{2})?"'
+if grep -Evq "^\{$json_time," "$tmp/json"; then
+  fail "listen --json: a line has no ISO-8601 time" "$tmp/json"
+fi
+sed -E "s/^\{$json_time,/{\"time\":\"T\",/" "$tmp/json" |
+  LC_ALL=C sort >"$tmp/json.masked"
+n="\"name\":\"\\\\\\\\*\\\\mailslot\\\\$name\""
+expect_file "$tmp/json.masked" "{\"time\":\"T\",\"host\":\"$tag-a\",$n,\"kind\":\"NOTE\",\"from\":null,\"size\":14,\"body\":\"say \\\"hi\\\" \\\\ now\"}
+{\"time\":\"T\",\"host\":\"$tag-b\",$n,\"kind\":\"\",\"from\":null,\"size\":10,\"body\":\"tab\\there\\u0001\\r\"}
+{\"time\":\"T\",\"host\":\"$tag-c\",$n,\"kind\":\"\",\"from\":\"//x/y\",\"size\":6,\"body\":\"hé \\ufffd\\ufffd\",\"hex\":\"68c3a920ffc0\"}
+{\"time\":\"T\",\"host\":\"$tag-d\",$n,\"kind\":\"\",\"from\":null,\"size\":0,\"body\":\"\"}
+" "listen --json"
+if command -v python3 >/dev/null; then
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    json.loads(line)' <"$tmp/json" || fail "listen --json: not JSON" "$tmp/json"
+fi
+pass "listen --json prints one JSON object per message, escaped"
+
+# --- keys ---
+# Two readers of one name, one with the key and one without; the key only
+# on the second of three senders. Each reader exits after the messages it
+# should get: one it should have dropped would take the place of one of
+# them.
+name=$tag-sealed
+start_net_listener "$tmp/keyed" "//*/$name" --count 1 --key "$key"
+keyed=$listener
+start_net_listener "$tmp/plain" "//*/$name" --count 2
+plain=$listener
+net_send "$tag-a" "//*/$name" plain one
+MBX_KEY_FILE=$key net_send "$tag-b" "//*/$name" sealed
+net_send "$tag-c" "//*/$name" plain two
+finish "$keyed" "listen --key"
+expect_status 0 "listen --key"
+finish "$plain" "listen without a key"
+expect_status 0 "listen without a key"
+expect_listened "$tmp/keyed" "T $tag-b - - sealed
+" "listen --key"
+expect_listened "$tmp/plain" "T $tag-a - - plain one
+T $tag-c - - plain two
+" "listen without a key" sort
+if grep -Eq "$plain_re" "$tmp/keyed.err"; then
+  fail "listen --key says the traffic is plain" "$tmp/keyed.err"
+fi
+grep -q ', sealed)$' "$tmp/keyed.err" ||
+  fail "listen --key does not say it is sealed" "$tmp/keyed.err"
+pass "with a key, only sealed messages arrive; without, only plain ones"
+
+# --- call across the network ---
+name=$tag-echo
+start_net_listener "$tmp/necho" "//*/$name" --echo --count 1 --key "$key"
+run "$mbx" call "//*/$name" --key "$key" --kind PING are you there
+expect_status 0 "call over the network"
+expect_file "$tmp/out" "are you there
+" "call over the network"
+finish "$listener" "listen --echo on the network"
+expect_status 0 "listen --echo on the network"
+pass "call over the network gets the reply of listen --echo"
+
+# --- SIGINT ---
+start_net_listener "$tmp/nint" "//*/$tag-int"
+kill -INT "$listener"
+finish "$listener" "network listen after SIGINT"
+expect_status 0 "network listen after SIGINT"
+pass "SIGINT stops a network listener with status 0"
+
+# --- spy ---
+"$mbx" spy --once 3 >"$tmp/spy" 2>"$tmp/spy.err" &
+spy=$!
+pids+=("$spy")
+wait_line "$tmp/spy.err" '^mbx spy: spying ' "$spy"
+printf 'a\nbb\nccc\n' | net_send "$tag-s1" "//*/$tag-spy" --kind K
+net_send "$tag-s2" "//*/$tag-spy" --kind K dddd
+net_send "$tag-s1" "//other/$tag-spy2" e
+finish "$spy" "spy --once"
+expect_status 0 "spy --once"
+head -n 3 "$tmp/spy" | tail -n 1 |
+  grep -Eq '^ADDRESS +DOMAIN +KIND +COUNT +RATE +AVG +HOSTS$' ||
+  fail "spy --once: table header" "$tmp/spy"
+hosts="($tag-s1,$tag-s2|$tag-s2,$tag-s1)"
+grep -Eq "^//\*/$tag-spy +$tag +K +4 +[0-9.]+ +3 +$hosts\$" \
+  "$tmp/spy" || fail "spy --once: no row for //*/$tag-spy with 4 messages" \
+  "$tmp/spy"
+grep -Eq "^//other/$tag-spy2 +$tag +- +1 +[0-9.]+ +1 +$tag-s1\$" "$tmp/spy" ||
+  fail "spy --once: no row for //other/$tag-spy2" "$tmp/spy"
+[ "$(count_lines "$tmp/spy.err" "$plain_re")" -eq 1 ] ||
+  fail "spy: no plain-traffic notice" "$tmp/spy.err"
+pass "spy --once shows each address with its count, size and hosts"
+
+# --- network errors ---
+run "$mbx" send "//*/$tag-x" --iface "no$tag" hi
+expect_status 1 "send --iface to a missing interface"
+expect_err_line "no such network interface" "send --iface missing"
+cp "$key" "$tmp/key.open"
+chmod 0644 "$tmp/key.open"
+run "$mbx" listen "//*/$tag-x" --key "$tmp/key.open"
+expect_status 1 "listen with a key readable by others"
+expect_err_line "^mbx listen: key file $tmp/key.open: .+\(MBX_EPERM\)\$" \
+  "listen with a key readable by others"
+run "$mbx" send "//*/$tag-x" --group 10.1 hi
+expect_status 1 "send --group 10.1"
+grep -q '(MBX_EINVAL)$' "$tmp/err" || fail "send --group 10.1" "$tmp/err"
+pass "bad network settings exit 1 and say what is wrong"
+unset MBX_IFACE MBX_GROUP MBX_PORT MBX_DOMAIN
+
 # --- errors ----------------------------------------------------------------------
 name=$tag-missing
 run "$mbx" send "$name" hello
@@ -368,6 +583,18 @@ usage_error "ls: argument" "$mbx" ls extra
 usage_error "ls: unknown short option" "$mbx" ls -aq
 usage_error "call: no text" "$mbx" call "$name"
 usage_error "call: unknown option" "$mbx" call "$name" --urgent hi
+usage_error "keygen: no file" "$mbx" keygen
+usage_error "keygen: two files" "$mbx" keygen a b
+usage_error "keygen: unknown option" "$mbx" keygen --force a
+usage_error "listen: --mode on a network name" "$mbx" listen "//*/$name" \
+  --mode 0660
+usage_error "listen: --key on a host name" "$mbx" listen "$name" --key k
+usage_error "send: --domain on a host name" "$mbx" send "$name" --domain d hi
+usage_error "send: port 0" "$mbx" send "//*/$name" --port 0 hi
+usage_error "call: --group on a host name" "$mbx" call "$name" --group g hi
+usage_error "spy: argument" "$mbx" spy extra
+usage_error "spy: once 0" "$mbx" spy --once 0
+usage_error "spy: interval too short" "$mbx" spy --interval 1
 # expect_first_err LINE: the first line of stderr says what was wrong.
 expect_first_err() {
   if [ "$(head -n 1 "$tmp/err")" != "$1" ]; then
@@ -382,7 +609,7 @@ run "$mbx" ls -x
 expect_first_err "mbx ls: unknown option -x"
 pass "bad command lines exit 2 with the usage on stderr"
 
-for cmd in listen send ls call; do
+for cmd in listen send ls call spy keygen; do
   run "$mbx" "$cmd" --help
   expect_status 0 "mbx $cmd --help"
   if ! grep -q "^usage: mbx $cmd" "$tmp/out" || [ -s "$tmp/err" ]; then
@@ -392,7 +619,7 @@ for cmd in listen send ls call; do
 done
 run "$mbx" --help
 expect_status 0 "mbx --help"
-for cmd in listen send ls call; do
+for cmd in listen send ls call spy keygen; do
   grep -Eq "^  $cmd " "$tmp/out" || fail "mbx --help does not list $cmd" \
     "$tmp/out"
 done

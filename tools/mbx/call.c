@@ -13,26 +13,39 @@ const struct cli_cmd cli_call = {
     .summary = "send a call and print the reply",
     .usage =
         "usage: mbx call NAME [--kind K] [--timeout MS] TEXT...\n"
+        "       mbx call //HOST/NAME [--kind K] [--timeout MS] [--key FILE]\n"
+        "                [--domain D] [--iface IF] [--group G] [--port P]\n"
+        "                TEXT...\n"
         "\n"
         "Sends the TEXT words joined by spaces as a call to NAME (as in\n"
         "'mbx send') and prints the body of the reply, as text or hex:...\n"
-        "as 'mbx listen' prints bodies.\n"
+        "as 'mbx listen' prints bodies. A call to a network name goes to\n"
+        "every reader of it; the first reply wins.\n"
         "\n"
-        "  -k, --kind K         the kind of the request (default: empty)\n"
-        "  -t, --timeout MS     wait at most MS ms for the reply\n"
-        "                       (default 5000; -1 waits forever)\n"
-        "  -h, --help           print this help and exit\n",
+        "  -k, --kind K        the kind of the request (default: empty)\n"
+        "  -t, --timeout MS    wait at most MS ms for the reply\n"
+        "                      (default 5000; -1 waits forever)\n"
+        "network names:\n" CLI_NET_USAGE "\n"
+        "  -h, --help          print this help and exit\n",
     .run = run_call,
 };
 
-/* Fills *kind and *timeout from the command line. Returns 0, CLI_USAGE
- * (reported), or -1 after --help. */
+/* What the command line asked for. */
+struct call_opts {
+    const char *kind;
+    long timeout;
+    struct cli_net net;
+};
+
+/* Fills *o from the command line. Returns 0, CLI_USAGE (reported), or -1
+ * after --help. */
 static int
-parse_args(int argc, char **argv, const char **kind, long *timeout)
+parse_args(int argc, char **argv, struct call_opts *o)
 {
     static const struct option longopts[] = {
         {"kind", required_argument, NULL, 'k'},
         {"timeout", required_argument, NULL, 't'},
+        CLI_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -43,21 +56,29 @@ parse_args(int argc, char **argv, const char **kind, long *timeout)
            (c = getopt_long(argc, argv, ":k:t:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'k':
-            *kind = optarg;
+            o->kind = optarg;
             rc = cli_check_kind(cmd, optarg);
             break;
         case 't':
-            rc = cli_parse_int(cmd, "--timeout", optarg, -1, 1L << 30, timeout);
+            rc = cli_parse_int(cmd, "--timeout", optarg, -1, 1L << 30,
+                               &o->timeout);
             break;
         case 'h':
             return -1;
         default:
-            return cli_bad_option(cmd, c, argv);
+            if (!cli_net_is_option(c))
+                return cli_bad_option(cmd, c, argv);
+            rc = cli_net_option(cmd, c, optarg, &o->net);
         }
     }
     if (rc == 0 && argc - optind < 2)
         rc = cli_usage_error(cmd, optind == argc ? "NAME is missing"
                                                  : "TEXT is missing");
+    if (rc == 0 && o->net.first != NULL && !cli_is_network(argv[optind]))
+        rc = cli_usage_error(cmd,
+                             "%s applies to network names (//*/NAME, "
+                             "//HOST/NAME), not to %s",
+                             o->net.first, argv[optind]);
     return rc;
 }
 
@@ -86,21 +107,23 @@ call(const char *address, const char *kind, const char *text, size_t len,
 static int
 run_call(int argc, char **argv)
 {
-    const char *kind = "";
-    long timeout = 5000;
+    struct call_opts o = {.kind = "", .timeout = 5000};
     char *address, *text;
     size_t len;
     int rc;
 
-    rc = parse_args(argc, argv, &kind, &timeout);
+    rc = parse_args(argc, argv, &o);
     if (rc != 0)
         return rc < 0 ? cli_help(&cli_call) : rc;
+    if (cli_is_network(argv[optind]) &&
+        cli_net_configure(&cli_call, &o.net) != 0)
+        return CLI_FAIL;
     address = cli_address(argv[optind]);
     text = cli_join(argv + optind + 1, argc - optind - 1, &len);
     if (address == NULL || text == NULL)
         rc = cli_error(&cli_call, argv[optind], MBX_ENOMEM);
     else
-        rc = call(address, kind, text, len, timeout);
+        rc = call(address, o.kind, text, len, o.timeout);
     free(address);
     free(text);
     return rc;

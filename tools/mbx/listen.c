@@ -1,21 +1,19 @@
 /*
- * mbx listen: read a host mailslot and print one line per message.
+ * mbx listen: read a host or network mailslot and print one line per
+ * message, as text or JSON.
  *
- * The reader waits in poll() on the slot's fd and on a self-pipe that the
- * SIGINT/SIGTERM/SIGHUP handler writes to, so a signal ends the wait at once
- * and the slot is closed (releasing the name) on the normal path.
+ * The reader waits in poll() on the slot's fd and on the stop pipe that
+ * the SIGINT/SIGTERM/SIGHUP handler writes to (cli.h), so a signal ends the
+ * wait at once and the slot is closed (releasing the name) on the normal
+ * path.
  */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -23,15 +21,27 @@ static int run_listen(int argc, char **argv);
 
 const struct cli_cmd cli_listen = {
     .name = "listen",
-    .summary = "read a host mailslot and print its messages",
+    .summary = "read a host or network mailslot and print its messages",
     .usage =
-        "usage: mbx listen NAME [--count N] [--timeout MS] [--echo]\n"
+        "usage: mbx listen NAME [--count N] [--timeout MS] [--echo] [--json]\n"
         "                  [--mode 0600|0660] [--ring-size BYTES]\n"
+        "       mbx listen //HOST/NAME [--count N] [--timeout MS] [--echo]\n"
+        "                  [--json] [--key FILE] [--domain D] [--iface IF]\n"
+        "                  [--group G] [--port P]\n"
         "\n"
         "Reads the host mailslot NAME (also written //./NAME or\n"
         "\\\\.\\mailslot\\NAME) and prints one line per message: local\n"
         "time, kind, sender and body. An empty kind or a missing sender\n"
         "prints as '-'; a body that is not plain text prints as hex:...\n"
+        "\n"
+        "A network name, //*/NAME or //HOST/NAME (also written\n"
+        "\\\\*\\mailslot\\NAME), reads what any process on the network\n"
+        "sends to NAME in this process's domain (*) or in the domain\n"
+        "HOST. Its lines have one more field after the time: the host the\n"
+        "message came from. Once the name is registered, a line 'mbx\n"
+        "listen: listening on ...' goes to stderr, after a notice that the\n"
+        "traffic is plain when no key is used.\n"
+        "\n"
         "SIGINT or SIGTERM stops listening, releases the name and exits\n"
         "with status 0.\n"
         "\n"
@@ -40,8 +50,13 @@ const struct cli_cmd cli_listen = {
         "                      MS ms of the previous one, or of the start\n"
         "  -e, --echo          answer each call with its own body\n"
         "                      (kind \"reply\")\n"
+        "  -j, --json          one JSON object per message: time, host,\n"
+        "                      name, kind, from, size, body (and hex when\n"
+        "                      the body is not UTF-8)\n"
+        "host mailslots:\n"
         "      --mode MODE     permissions: 0600 (default) or 0660\n"
         "      --ring-size N   ring bytes (default 1M; suffixes K, M, G)\n"
+        "network mailslots:\n" CLI_NET_USAGE "\n"
         "  -h, --help          print this help and exit\n",
     .run = run_listen,
 };
@@ -54,73 +69,18 @@ struct listen_opts {
     long count;   /* 0 = no limit */
     long timeout; /* milliseconds; -1 = none */
     int echo;
+    int json;
     mbx_slot_opts slot;
+    const char *host_option; /* the first host-only option given, or NULL */
+    struct cli_net net;
 };
 
-/* Set by the signal handler, which also writes a byte to stop_pipe[1]. */
-static volatile sig_atomic_t stop_requested;
-static int stop_pipe[2] = {-1, -1};
-
-static void
-on_stop_signal(int sig)
-{
-    int saved = errno;
-    ssize_t n;
-
-    (void)sig;
-    stop_requested = 1;
-    /* Wakes poll(). When the pipe is full it already holds a wake-up. */
-    n = write(stop_pipe[1], "", 1);
-    (void)n;
-    errno = saved;
-}
-
-/* Makes SIGINT, SIGTERM and SIGHUP request a clean stop. The handlers are
- * installed even when the shell started us with SIGINT ignored (as it does
- * for background jobs): a signal sent on purpose should stop the listener.
- * Returns 0 or -errno. */
-static int
-catch_stop_signals(void)
-{
-    static const int signals[] = {SIGINT, SIGTERM, SIGHUP};
-    struct sigaction sa;
-
-    if (pipe(stop_pipe) != 0)
-        return -errno;
-    for (int i = 0; i < 2; i++) {
-        if (fcntl(stop_pipe[i], F_SETFL, O_NONBLOCK) != 0 ||
-            fcntl(stop_pipe[i], F_SETFD, FD_CLOEXEC) != 0)
-            return -errno;
-    }
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
-        if (sigaction(signals[i], &sa, NULL) != 0)
-            return -errno;
-    }
-    return 0;
-}
-
-static void
-close_stop_pipe(void)
-{
-    for (int i = 0; i < 2; i++) {
-        if (stop_pipe[i] >= 0)
-            close(stop_pipe[i]);
-        stop_pipe[i] = -1;
-    }
-}
-
-/* Milliseconds on the monotonic clock. */
-static long long
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+/* What the listener prints besides each message. */
+struct listener {
+    const struct listen_opts *o;
+    const char *address; /* the name as listened on: "//./x", "//STAR/x" */
+    int net;             /* a network name: print the origin host */
+};
 
 /* Answers a call with a copy of its body. A failure (the caller gave up) is
  * reported but does not stop the listener. */
@@ -137,16 +97,19 @@ echo_reply(mbx_msg *req)
     mbx_msg_free(reply);
 }
 
-/* Prints one message as "TIME KIND SENDER[ BODY]". Returns 0, or CLI_FAIL
- * when stdout cannot be written. */
-static int
-print_message(const mbx_msg *m)
+/* Prints one message as "TIME [HOST ]KIND SENDER[ BODY]". */
+static void
+print_text(const struct listener *l, const mbx_msg *m)
 {
     char when[CLI_TIME_LEN];
     size_t len;
     const void *body = mbx_msg_body(m, &len);
 
     printf("%s ", cli_time_now(when));
+    if (l->net) {
+        cli_print_field(stdout, mbx_msg_origin(m));
+        putchar(' ');
+    }
     cli_print_field(stdout, mbx_msg_kind(m));
     putchar(' ');
     cli_print_field(stdout, mbx_msg_from(m));
@@ -155,6 +118,44 @@ print_message(const mbx_msg *m)
         cli_print_body(stdout, body, len);
     }
     putchar('\n');
+}
+
+/* Prints one message as a JSON object on one line. */
+static void
+print_json(const struct listener *l, const mbx_msg *m)
+{
+    char when[CLI_TIME_LEN];
+    size_t len;
+    const unsigned char *body = mbx_msg_body(m, &len);
+
+    printf("{\"time\":\"%s\",\"host\":", cli_time_now(when));
+    cli_print_json_field(stdout, mbx_msg_origin(m));
+    fputs(",\"name\":", stdout);
+    cli_print_json_field(stdout, l->address);
+    fputs(",\"kind\":", stdout);
+    cli_print_json_field(stdout, mbx_msg_kind(m));
+    fputs(",\"from\":", stdout);
+    cli_print_json_field(stdout, mbx_msg_from(m));
+    printf(",\"size\":%zu,\"body\":", len);
+    if (cli_print_json_body(stdout, body, len)) {
+        /* The body is not UTF-8: give its bytes exactly as well. */
+        fputs(",\"hex\":\"", stdout);
+        for (size_t i = 0; i < len; i++)
+            printf("%02x", body[i]);
+        putchar('"');
+    }
+    fputs("}\n", stdout);
+}
+
+/* Prints one message and flushes it. Returns 0, or CLI_FAIL when stdout
+ * cannot be written. */
+static int
+print_message(const struct listener *l, const mbx_msg *m)
+{
+    if (l->o->json)
+        print_json(l, m);
+    else
+        print_text(l, m);
     if (fflush(stdout) != 0 || ferror(stdout))
         return cli_fail(&cli_listen, "stdout: %s", strerror(errno));
     return 0;
@@ -168,7 +169,7 @@ wait_ready(int slot_fd, long long timeout_ms)
 {
     struct pollfd fds[2] = {
         {.fd = slot_fd, .events = POLLIN},
-        {.fd = stop_pipe[0], .events = POLLIN},
+        {.fd = cli_stop_fd(), .events = POLLIN},
     };
     int n = poll(fds, 2, timeout_ms > 1000000 ? 1000000 : (int)timeout_ms);
 
@@ -180,33 +181,33 @@ wait_ready(int slot_fd, long long timeout_ms)
 }
 
 /* Receives and prints messages until a stop signal, the count, the
- * timeout or an error. `what` names the slot in messages. Returns the exit
- * status. */
+ * timeout or an error. Returns the exit status. */
 static int
-listen_loop(const struct listen_opts *o, mbx_slot *slot, int fd,
-            const char *what)
+listen_loop(const struct listener *l, mbx_slot *slot, int fd)
 {
-    long long deadline = o->timeout >= 0 ? now_ms() + o->timeout : -1;
+    const struct listen_opts *o = l->o;
+    const char *what = l->address;
+    long long deadline = o->timeout >= 0 ? cli_now_ms() + o->timeout : -1;
     long seen = 0;
 
-    while (!stop_requested) {
+    while (!cli_stop_requested()) {
         mbx_msg *m = NULL;
         int rc = mbx_slot_get_nowait(slot, &m);
 
         if (rc == 0) {
-            rc = print_message(m);
+            rc = print_message(l, m);
             if (rc == 0 && o->echo && mbx_msg_is_call(m))
                 echo_reply(m);
             mbx_msg_free(m);
             if (rc != 0 || (o->count > 0 && ++seen == o->count))
                 return rc;
             if (deadline >= 0)
-                deadline = now_ms() + o->timeout;
+                deadline = cli_now_ms() + o->timeout;
             continue;
         }
         if (rc != MBX_EAGAIN)
             return cli_error(&cli_listen, what, rc);
-        long long left = deadline >= 0 ? deadline - now_ms() : -1;
+        long long left = deadline >= 0 ? deadline - cli_now_ms() : -1;
         if (deadline >= 0 && left <= 0) {
             fprintf(stderr, "mbx listen: %s: no message within %ld ms (%s)\n",
                     what, o->timeout, mbx_strerror_name(MBX_ETIMEDOUT));
@@ -275,8 +276,10 @@ parse_args(int argc, char **argv, struct listen_opts *o)
         {"count", required_argument, NULL, 'n'},
         {"timeout", required_argument, NULL, 't'},
         {"echo", no_argument, NULL, 'e'},
+        {"json", no_argument, NULL, 'j'},
         {"mode", required_argument, NULL, OPT_MODE},
         {"ring-size", required_argument, NULL, OPT_RING_SIZE},
+        CLI_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -284,7 +287,7 @@ parse_args(int argc, char **argv, struct listen_opts *o)
     int c, rc = 0;
 
     while (rc == 0 &&
-           (c = getopt_long(argc, argv, ":n:t:eh", longopts, NULL)) != -1) {
+           (c = getopt_long(argc, argv, ":n:t:ejh", longopts, NULL)) != -1) {
         switch (c) {
         case 'n':
             rc = cli_parse_int(cmd, "--count", optarg, 1, LONG_MAX, &o->count);
@@ -296,16 +299,23 @@ parse_args(int argc, char **argv, struct listen_opts *o)
         case 'e':
             o->echo = 1;
             break;
+        case 'j':
+            o->json = 1;
+            break;
         case OPT_MODE:
+            o->host_option = o->host_option ? o->host_option : "--mode";
             rc = parse_mode(optarg, &o->slot.mode);
             break;
         case OPT_RING_SIZE:
+            o->host_option = o->host_option ? o->host_option : "--ring-size";
             rc = parse_ring_size(optarg, &o->slot.ring_size);
             break;
         case 'h':
             return -1;
         default:
-            return cli_bad_option(cmd, c, argv);
+            if (!cli_net_is_option(c))
+                return cli_bad_option(cmd, c, argv);
+            rc = cli_net_option(cmd, c, optarg, &o->net);
         }
     }
     if (rc != 0)
@@ -317,36 +327,94 @@ parse_args(int argc, char **argv, struct listen_opts *o)
     return 0;
 }
 
+/* Checks that the options fit the kind of name. Returns 0 or CLI_USAGE
+ * (reported). */
+static int
+check_scope(const struct listen_opts *o, int net)
+{
+    if (net && o->host_option != NULL)
+        return cli_usage_error(&cli_listen,
+                               "%s applies to host mailslots, not to the "
+                               "network name %s",
+                               o->host_option, o->name);
+    if (!net && o->net.first != NULL)
+        return cli_usage_error(&cli_listen,
+                               "%s applies to network names (//*/NAME, "
+                               "//HOST/NAME), not to %s",
+                               o->net.first, o->name);
+    return 0;
+}
+
+/* Prepares the network layer, before the name is registered. Returns 0 or
+ * CLI_FAIL (reported). */
+static int
+net_prepare(const struct listen_opts *o)
+{
+    int rc = cli_net_configure(&cli_listen, &o->net);
+
+    if (rc == 0)
+        cli_net_plain_notice(&cli_listen, &o->net);
+    return rc;
+}
+
+/* Says on stderr that a network name is registered: from now on, what is
+ * sent to it arrives. */
+static void
+net_ready(const struct listener *l)
+{
+    const char *host = NULL, *domain = NULL;
+
+    mbx_net_identity(&host, &domain);
+    fprintf(stderr, "mbx listen: listening on %s (host %s, domain %s%s)\n",
+            l->address, host ? host : "-", domain ? domain : "-",
+            cli_net_keyed(&l->o->net) ? ", sealed" : "");
+}
+
 static int
 run_listen(int argc, char **argv)
 {
     struct listen_opts o = {.timeout = -1};
+    struct listener l = {.o = &o};
     mbx_slot *slot = NULL;
-    char *what;
+    char *what = NULL;
     int rc, fd;
 
     rc = parse_args(argc, argv, &o);
     if (rc != 0)
         return rc < 0 ? cli_help(&cli_listen) : rc;
+    l.net = cli_is_network(o.name);
+    rc = check_scope(&o, l.net);
+    if (rc != 0)
+        return rc;
     what = cli_address(o.name);
     if (what == NULL)
         return cli_error(&cli_listen, o.name, MBX_ENOMEM);
-    rc = catch_stop_signals();
+    l.address = what;
+    rc = cli_catch_stop_signals();
     if (rc < 0) {
         rc = cli_fail(&cli_listen, "signals: %s", strerror(-rc));
         goto out;
     }
+    if (l.net && (rc = net_prepare(&o)) != 0)
+        goto out;
     /* The first use of the slot's fd makes us the reader and takes the
-     * name (MBX_EEXIST when another live process reads it). */
+     * name (for a host name, MBX_EEXIST when another live process reads
+     * it). */
     rc = mbx_slot_open(&slot, o.name, &o.slot);
     fd = rc < 0 ? rc : mbx_slot_fd(slot);
-    if (fd < 0)
+    if (fd < 0) {
         rc = cli_error(&cli_listen, what, fd);
-    else
-        rc = listen_loop(&o, slot, fd, what);
+        goto out;
+    }
+    if (l.net)
+        net_ready(&l);
+    rc = listen_loop(&l, slot, fd);
 out:
     mbx_slot_close(slot);
-    close_stop_pipe();
+    /* Replies of --echo still queued for the network leave now. */
+    if (l.net)
+        mbx_net_flush(1000);
+    cli_close_stop_pipe();
     free(what);
     return rc;
 }

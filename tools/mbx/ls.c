@@ -74,36 +74,6 @@ by_name(const void *a, const void *b)
     return strcmp(((const struct row *)a)->name, ((const struct row *)b)->name);
 }
 
-/* The name as cli_print_field shows it, malloc'd (NULL: out of memory). */
-static char *
-display_name(const char *name)
-{
-    char *s = NULL;
-    size_t len;
-    FILE *f = open_memstream(&s, &len);
-
-    if (f == NULL)
-        return NULL;
-    cli_print_field(f, name);
-    if (fclose(f) != 0) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
-/* The characters of a UTF-8 string: its bytes that do not continue a
- * sequence. (A terminal column each, which is near enough for a table.) */
-static int
-columns(const char *s)
-{
-    int n = 0;
-
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
 static void
 print_rows(const struct rows *rows, char **shown, int width)
 {
@@ -112,7 +82,7 @@ print_rows(const struct rows *rows, char **shown, int width)
     for (size_t i = 0; i < rows->n; i++) {
         const mbx_slot_info *in = &rows->v[i].info;
         /* Pad by characters: printf's %-*s would count bytes. */
-        printf("%s%*s", shown[i], width - columns(shown[i]), "");
+        printf("%s%*s", shown[i], width - cli_columns(shown[i]), "");
         printf(" %8ld %8" PRIu64 " %10" PRIu64 " %10" PRIu64 " %04o\n", in->pid,
                in->queued, in->queued_bytes, in->ring_size, in->mode);
     }
@@ -129,11 +99,11 @@ print_table(const struct rows *rows)
     if (shown == NULL)
         return MBX_ENOMEM;
     for (size_t i = 0; i < rows->n && rc == 0; i++) {
-        shown[i] = display_name(rows->v[i].name);
+        shown[i] = cli_field_string(rows->v[i].name);
         if (shown[i] == NULL)
             rc = MBX_ENOMEM;
-        else if (columns(shown[i]) > width)
-            width = columns(shown[i]);
+        else if (cli_columns(shown[i]) > width)
+            width = cli_columns(shown[i]);
     }
     if (rc == 0)
         print_rows(rows, shown, width);

@@ -1,16 +1,14 @@
 /*
  * The mbx command-line tool: `mbx COMMAND ...` runs one subcommand, each in
- * its own file (listen.c, send.c, ls.c, call.c). See docs/man/mbx.1.
+ * its own file (listen.c, send.c, ls.c, call.c, spy.c, keygen.c). See
+ * docs/man/mbx.1.
  */
 #include <string.h>
 
 #include "cli.h"
 
 static const struct cli_cmd *const commands[] = {
-    &cli_listen,
-    &cli_send,
-    &cli_ls,
-    &cli_call,
+    &cli_listen, &cli_send, &cli_ls, &cli_call, &cli_spy, &cli_keygen,
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -19,13 +17,15 @@ static const struct cli_cmd *const commands[] = {
 static void
 usage(FILE *out)
 {
-    fputs("usage: mbx COMMAND [OPTION...] [ARG...]\n"
-          "       mbx --help | --version\n"
-          "\n"
-          "Message passing with mailboxes: host mailslots from the shell.\n"
-          "\n"
-          "Commands:\n",
-          out);
+    fputs(
+        "usage: mbx COMMAND [OPTION...] [ARG...]\n"
+        "       mbx --help | --version\n"
+        "\n"
+        "Message passing with mailboxes: host and network mailslots from the\n"
+        "shell.\n"
+        "\n"
+        "Commands:\n",
+        out);
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  %-8s %s\n", commands[i]->name, commands[i]->summary);
     fputs("\n"

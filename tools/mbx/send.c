@@ -1,8 +1,9 @@
 /*
  * mbx send: send one message made of the command line's words, or one
- * message per line of standard input.
+ * message per line of standard input, to a host or network mailslot.
  */
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,18 +17,31 @@ const struct cli_cmd cli_send = {
     .usage =
         "usage: mbx send NAME [--kind K] [--urgent] [--from ADDRESS]\n"
         "                [--timeout MS] [TEXT...]\n"
+        "       mbx send //HOST/NAME [--kind K] [--urgent] [--from ADDRESS]\n"
+        "                [--timeout MS] [--key FILE] [--domain D] [--iface "
+        "IF]\n"
+        "                [--group G] [--port P] [TEXT...]\n"
         "\n"
         "Sends one message whose body is the TEXT words joined by spaces or,\n"
         "without TEXT, one message per line of standard input (without the\n"
         "newline). NAME is a host mailslot: NAME means //./NAME; //./NAME,\n"
         "\\\\.\\mailslot\\NAME and other addresses are used as given.\n"
         "\n"
-        "  -k, --kind K         the kind of the messages (default: empty)\n"
-        "  -u, --urgent         deliver ahead of the messages already queued\n"
-        "  -f, --from ADDRESS   the reply address the reader sees as sender\n"
-        "  -t, --timeout MS     wait at most MS ms for room in a full ring\n"
-        "                       (default 5000; -1 waits forever)\n"
-        "  -h, --help           print this help and exit\n",
+        "A network name, //*/NAME (every reader of NAME in this process's\n"
+        "domain) or //HOST/NAME (on host or in domain HOST), also written\n"
+        "\\\\*\\mailslot\\NAME, sends to every reader on the network, best\n"
+        "effort: it succeeds whether anyone listens or not. Log lines for a\n"
+        "logger such as //*/LOGGER have their level as kind: --kind WARNING.\n"
+        "\n"
+        "  -k, --kind K        the kind of the messages (default: empty)\n"
+        "  -u, --urgent        deliver ahead of the messages already queued\n"
+        "  -f, --from ADDRESS  the reply address the reader sees as sender\n"
+        "  -t, --timeout MS    wait at most MS ms for room in a full ring or\n"
+        "                      network queue, and for the network to take\n"
+        "                      the messages (at least 1 s) before exiting\n"
+        "                      (default 5000; -1 waits forever)\n"
+        "network names:\n" CLI_NET_USAGE "\n"
+        "  -h, --help          print this help and exit\n",
     .run = run_send,
 };
 
@@ -38,6 +52,7 @@ struct send_opts {
     int urgent;
     long timeout;
     char *address; /* malloc'd */
+    struct cli_net net;
 };
 
 /* Sends one message. Returns 0 or CLI_FAIL (reported). */
@@ -88,6 +103,7 @@ parse_args(int argc, char **argv, struct send_opts *o, int *first)
         {"urgent", no_argument, NULL, 'u'},
         {"from", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
+        CLI_NET_LONGOPTS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -117,7 +133,9 @@ parse_args(int argc, char **argv, struct send_opts *o, int *first)
         case 'h':
             return -1;
         default:
-            return cli_bad_option(cmd, c, argv);
+            if (!cli_net_is_option(c))
+                return cli_bad_option(cmd, c, argv);
+            rc = cli_net_option(cmd, c, optarg, &o->net);
         }
     }
     if (rc == 0 && optind == argc)
@@ -126,26 +144,67 @@ parse_args(int argc, char **argv, struct send_opts *o, int *first)
     return rc;
 }
 
+/* Waits until the network layer has handed every message to the kernel.
+ * Returns 0, or CLI_FAIL (reported) when some could not be sent. */
+static int
+net_finish(const struct send_opts *o)
+{
+    mbx_net_stats st;
+    long ms = o->timeout < 0 ? -1 : o->timeout < 1000 ? 1000 : o->timeout;
+    int rc = mbx_net_flush((int)ms);
+
+    if (rc < 0)
+        return cli_error(&cli_send, o->address, rc);
+    if (mbx_net_stat(&st) == 0 && st.send_dropped > 0)
+        return cli_fail(&cli_send, "%s: %" PRIu64 " message%s not sent",
+                        o->address, st.send_dropped,
+                        st.send_dropped == 1 ? "" : "s");
+    return 0;
+}
+
+/* Sends the TEXT words as one message, or the lines of stdin. */
+static int
+send_all(const struct send_opts *o, char **words, int count)
+{
+    size_t len;
+    char *text;
+    int rc;
+
+    if (count == 0)
+        return send_lines(o);
+    text = cli_join(words, count, &len);
+    rc = text == NULL ? cli_error(&cli_send, o->address, MBX_ENOMEM)
+                      : send_one(o, text, len);
+    free(text);
+    return rc;
+}
+
 static int
 run_send(int argc, char **argv)
 {
     struct send_opts o = {.kind = "", .timeout = 5000};
-    int first = 0, rc;
+    int first = 0, net, rc;
 
     rc = parse_args(argc, argv, &o, &first);
     if (rc != 0)
         return rc < 0 ? cli_help(&cli_send) : rc;
+    net = cli_is_network(argv[first - 1]);
+    if (!net && o.net.first != NULL)
+        return cli_usage_error(&cli_send,
+                               "%s applies to network names (//*/NAME, "
+                               "//HOST/NAME), not to %s",
+                               o.net.first, argv[first - 1]);
+    if (net && cli_net_configure(&cli_send, &o.net) != 0)
+        return CLI_FAIL;
     o.address = cli_address(argv[first - 1]);
     if (o.address == NULL)
         return cli_error(&cli_send, argv[first - 1], MBX_ENOMEM);
-    if (first == argc) {
-        rc = send_lines(&o);
-    } else {
-        size_t len;
-        char *text = cli_join(argv + first, argc - first, &len);
-        rc = text == NULL ? cli_error(&cli_send, o.address, MBX_ENOMEM)
-                          : send_one(&o, text, len);
-        free(text);
+    rc = send_all(&o, argv + first, argc - first);
+    /* Network sends only queue the message: see it leave before exiting,
+     * also after a failure, for the messages sent before it. */
+    if (net) {
+        int flushed = net_finish(&o);
+        rc = rc != 0 ? rc : flushed;
     }
     free(o.address);
     return rc;
