@@ -97,6 +97,7 @@ static struct {
         _Alignas(size_t) char buf[CMSG_SPACE(sizeof(uint32_t))];
     } in_ctl[BATCH];
     uint32_t overflows_seen;
+    bool send_on_lo; /* the sending socket fell back to the loopback */
 } io = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .work = PTHREAD_MUTEX_INITIALIZER,
@@ -345,6 +346,22 @@ out_buf(unsigned i)
     return io.out + (size_t)i * io.out_stride;
 }
 
+/* The kernel has no route for the group (a host without a default route)
+ * and no interface was configured: send on the loopback interface, as the
+ * receiving side joins there in that case, so this host's readers are
+ * reached. Returns true when that was newly arranged. */
+static bool
+use_loopback_for_sending(void)
+{
+    const struct mbx__net_config *c = io.c;
+    if (io.send_on_lo || c->ifindex || c->broadcast || c->family != AF_INET)
+        return false;
+    io.send_on_lo = true;
+    struct ip_mreqn m = {.imr_ifindex = (int)if_nametoindex("lo")};
+    return setsockopt(io.send_fd, IPPROTO_IP, IP_MULTICAST_IF, &m, sizeof m) ==
+           0;
+}
+
 /* Hands the batch of built datagrams to the kernel. */
 static void
 send_batch(void)
@@ -374,6 +391,8 @@ send_batch(void)
                     continue;
             }
         }
+        if (errno == ENETUNREACH && use_loopback_for_sending())
+            continue;
         /* This datagram cannot be sent: drop it, go on with the rest. */
         atomic_fetch_add(&mbx__net_count.send_dropped, io.out_ends[done]);
         done++;
@@ -651,6 +670,8 @@ start_locked(bool receive)
         if (io.wake_fd < 0)
             return MBX_ENOMEM;
     }
+    if (io.send_fd < 0)
+        io.send_on_lo = false;
     if (io.send_fd < 0 && (io.send_fd = open_send_socket(c)) < 0) {
         rc = io.send_fd;
         io.send_fd = -1;
