@@ -39,8 +39,9 @@
 /* Socket buffers asked for: room for bursts. */
 #define SOCKET_BUFFER (8 << 20)
 
-/* Spins on the send queue before the thread parks in poll. */
-#define IDLE_SPINS 200
+/* A message sent this long after the same thread's previous one is a
+ * lone message: the caller may send it itself. */
+#define LONE_GAP_NS 20000
 
 /* How long to wait for the kernel's send buffer before dropping. */
 #define SEND_RETRY_MS 1000
@@ -53,6 +54,10 @@ struct outmsg {
 };
 
 struct mbx__net_counters mbx__net_count;
+
+static bool try_send_direct(const struct outmsg *m);
+static void pack(const struct outmsg *m);
+static void finish_datagram(void);
 
 static struct {
     pthread_mutex_t lock;   /* start and stop */
@@ -290,6 +295,10 @@ mbx__net_enqueue(size_t len, int (*fill)(uint8_t *buf, void *ctx), void *ctx,
         mbx__pool_put(m, cls);
         return rc;
     }
+    if (try_send_direct(m)) {
+        mbx__pool_put(m, cls);
+        return 0;
+    }
     atomic_fetch_add(&io.queued_bytes, len);
     atomic_fetch_add(&io.enqueued, 1);
     struct outmsg *top = atomic_load(&io.top);
@@ -304,6 +313,44 @@ mbx__net_enqueue(size_t len, int (*fill)(uint8_t *buf, void *ctx), void *ctx,
         (void)n; /* a full eventfd is already readable */
     }
     return 0;
+}
+
+/* The send path without the I/O thread: when the queue is empty and the
+ * thread sleeps, the caller sends its message itself (one datagram, one
+ * system call), as waking the thread would cost more than the send. It
+ * holds the work lock meanwhile, as the thread does. Never waits: returns
+ * false when the message must be queued instead (the thread busy, a
+ * message to fragment, the kernel's buffer full, an error to handle). */
+static bool
+try_send_direct(const struct outmsg *m)
+{
+    /* A message close behind the thread's previous one is part of a burst:
+     * queued, so that the burst shares datagrams. */
+    static _Thread_local int64_t last_send;
+    int64_t now = mbx__now_ns(), gap = now - last_send;
+    last_send = now;
+    if (gap < LONE_GAP_NS || atomic_load(&io.top) || !atomic_load(&io.parked) ||
+        pthread_mutex_trylock(&io.work) != 0)
+        return false;
+    bool sent = false;
+    size_t cap = io.c->datagram_size - (io.c->has_key ? MBX__WIRE_TAG : 0) -
+                 MBX__WIRE_HEADER - MBX__WIRE_FRAME;
+    /* running is checked under the lock: mbx_net_stop takes it before
+     * freeing the buffers and closing the socket. */
+    if (atomic_load(&io.running) && !atomic_load(&io.top) && m->len <= cap) {
+        io.out_count = 0;
+        io.out_ends[0] = 0;
+        pack(m);
+        finish_datagram();
+        io.out_count = 0;
+        if (sendmsg(io.send_fd, &io.out_msgs[0].msg_hdr, MSG_DONTWAIT) >= 0) {
+            atomic_fetch_add(&mbx__net_count.sent, 1);
+            atomic_fetch_add(&mbx__net_count.sent_datagrams, 1);
+            sent = true;
+        }
+    }
+    pthread_mutex_unlock(&io.work);
+    return sent;
 }
 
 /* Takes the whole stack, oldest first. */
@@ -550,6 +597,7 @@ receive_some(void)
         io.in_msgs[i].msg_hdr.msg_flags = 0;
         io.in_msgs[i].msg_len = 0;
     }
+    mbx__net_deliver_done();
     return (unsigned)n;
 }
 
@@ -574,21 +622,16 @@ io_main(void *arg)
             next_expiry = wait < 0 ? -1 : now + wait;
         }
         pthread_mutex_unlock(&io.work);
-        if (sent || got)
+        /* A full batch means more may be waiting; a short one emptied the
+         * socket, and poll tells when the next datagram comes. */
+        if (sent || got == BATCH)
             continue;
-        if (atomic_load(&io.stopping))
+        if (atomic_load(&io.stopping) && !atomic_load(&io.top))
             break;
-        bool more = false;
-        for (int i = 0; i < IDLE_SPINS && !more; i++) {
-            mbx__cpu_relax();
-            more = atomic_load_explicit(&io.top, memory_order_relaxed);
-        }
-        if (more)
-            continue;
         atomic_store(&io.parked, 1);
+        struct pollfd p[2] = {{.fd = io.wake_fd, .events = POLLIN},
+                              {.fd = io.recv_fd, .events = POLLIN}};
         if (!atomic_load(&io.top) && !atomic_load(&io.stopping)) {
-            struct pollfd p[2] = {{.fd = io.wake_fd, .events = POLLIN},
-                                  {.fd = io.recv_fd, .events = POLLIN}};
             int timeout = -1;
             if (next_expiry >= 0) {
                 int64_t ms = (next_expiry - now) / 1000000 + 1;
@@ -597,9 +640,11 @@ io_main(void *arg)
             poll(p, io.recv_fd >= 0 ? 2 : 1, timeout);
         }
         atomic_store(&io.parked, 0);
-        uint64_t v;
-        ssize_t n = read(io.wake_fd, &v, sizeof v);
-        (void)n;
+        if (p[0].revents & POLLIN) {
+            uint64_t v;
+            ssize_t n = read(io.wake_fd, &v, sizeof v);
+            (void)n;
+        }
     }
     return NULL;
 }
@@ -752,9 +797,9 @@ mbx_net_stop(int timeout_ms)
         atomic_store(&io.stopping, false);
     }
     drop_queue();
+    /* A caller sending directly holds the work lock: wait for it. */
     pthread_mutex_lock(&io.work);
     mbx__net_receive_reset();
-    pthread_mutex_unlock(&io.work);
     if (io.recv_fd >= 0)
         close(io.recv_fd);
     if (io.send_fd >= 0)
@@ -764,6 +809,7 @@ mbx_net_stop(int timeout_ms)
     free(io.out);
     free(io.in);
     io.out = io.in = NULL;
+    pthread_mutex_unlock(&io.work);
     pthread_mutex_unlock(&io.lock);
     return rc;
 }

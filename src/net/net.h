@@ -135,8 +135,12 @@ int mbx__net_reply(const char *from, uint64_t corr, mbx_msg *m);
 struct mbx__wire_env;
 
 /* Delivers a whole, authenticated envelope to the mailboxes of this
- * process it is meant for; counts what happens to it. */
+ * process it is meant for; counts what happens to it. Mailboxes stay
+ * pinned from one call to the next until mbx__net_deliver_done. */
 void mbx__net_deliver(const struct mbx__wire_env *e);
+
+/* Ends a batch of deliveries: unpins the mailboxes. */
+void mbx__net_deliver_done(void);
 
 /* Counters, shared by the parts. */
 struct mbx__net_counters {

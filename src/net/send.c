@@ -378,27 +378,91 @@ deliver_reply(const struct mbx__net_config *c, const struct mbx__wire_env *e)
         rc == 0 ? &mbx__net_count.delivered : &mbx__net_count.dropped_full, 1);
 }
 
-/* Delivers e to the mailbox registered under key, unless it already got
- * it (ids[0..*n)). */
+/* The mailboxes the last delivered envelope went to, kept pinned while the
+ * I/O thread handles one batch of datagrams: a burst of messages to one
+ * name then costs one registry lookup and one pin, not one per message.
+ * mbx__net_deliver_done ends the batch (a destroy waits for the pins). */
+static struct {
+    bool valid;
+    size_t target_len, domain_len, name_len;
+    char target[256], domain[256], name[MBX_NAME_MAX + 1];
+    int n;
+    mbx_id ids[DOMAINS_MAX + 1];
+    struct mbx__box *boxes[DOMAINS_MAX + 1];
+} route;
+
+void
+mbx__net_deliver_done(void)
+{
+    for (int i = 0; i < route.n; i++)
+        mbx__box_release(route.boxes[i]);
+    route.n = 0;
+    route.valid = false;
+}
+
+/* Whether e goes where the cached route goes. */
+static bool
+same_route(const struct mbx__wire_env *e)
+{
+    return route.valid && route.name_len == e->name_len &&
+           route.target_len == e->target_len &&
+           route.domain_len == e->domain_len &&
+           memcmp(route.name, e->name, e->name_len) == 0 &&
+           memcmp(route.target, e->target, e->target_len) == 0 &&
+           memcmp(route.domain, e->domain, e->domain_len) == 0;
+}
+
+/* Adds the mailbox registered under key to the route, pinned, unless it
+ * is there already. */
 static void
-deliver_to_key(const char *key, const struct mbx__wire_env *e, mbx_id *ids,
-               int *n, bool *matched)
+route_add(const char *key)
 {
     mbx_id id;
+    struct mbx__box *b;
     if (mbx__registry_lookup(key, &id) < 0)
         return;
-    *matched = true;
-    for (int i = 0; i < *n; i++)
-        if (ids[i] == id)
+    for (int i = 0; i < route.n; i++)
+        if (route.ids[i] == id)
             return;
-    ids[(*n)++] = id;
-    mbx_msg *m = message_of(e);
-    if (m && mbx_send(id, &m, 0) == 0) {
-        atomic_fetch_add(&mbx__net_count.delivered, 1);
+    if (mbx__box_acquire(id, &b) < 0)
         return;
+    route.ids[route.n] = id;
+    route.boxes[route.n++] = b;
+}
+
+/* Works out (and pins) the mailboxes e is for, by the rules of docs/net.md
+ * ("Names, domains and who accepts what"). */
+static void
+route_find(const struct mbx__net_config *c, const struct mbx__wire_env *e)
+{
+    mbx__net_deliver_done();
+    char name[MBX_NAME_MAX + 1], target[256], key[MBX__NET_KEY_MAX];
+    memcpy(name, e->name, e->name_len);
+    name[e->name_len] = '\0';
+    mbx__net_lower(target, e->target, e->target_len);
+    if (strcmp(target, "*") == 0) {
+        char lc[256];
+        mbx__net_lower(lc, e->domain, e->domain_len);
+        mbx__net_key(key, lc, name);
+        route_add(key);
+    } else {
+        mbx__net_key(key, target, name);
+        route_add(key);
+        if (strcmp(target, c->host_lc) == 0) {
+            int count = atomic_load(&domain_count);
+            for (int i = 0; i < count; i++) {
+                mbx__net_key(key, domains[i], name);
+                route_add(key);
+            }
+        }
     }
-    mbx_msg_free(m);
-    atomic_fetch_add(&mbx__net_count.dropped_full, 1);
+    route.valid = true;
+    route.name_len = e->name_len;
+    route.target_len = e->target_len;
+    route.domain_len = e->domain_len;
+    memcpy(route.name, e->name, e->name_len);
+    memcpy(route.target, e->target, e->target_len);
+    memcpy(route.domain, e->domain, e->domain_len);
 }
 
 void
@@ -415,38 +479,29 @@ mbx__net_deliver(const struct mbx__wire_env *e)
     mbx_id spy = atomic_load(&spy_box);
     if (spy)
         tell_spy(spy, e);
-    char name[MBX_NAME_MAX + 1], target[256], key[MBX__NET_KEY_MAX];
-    memcpy(name, e->name, e->name_len);
-    name[e->name_len] = '\0';
-    if (e->flags & (MBX__ENV_REPLY | MBX__ENV_CALL_ENDED) ||
-        strncmp(name, REPLY_PREFIX, REPLY_PREFIX_LEN) == 0) {
-        if (e->name_len > REPLY_PREFIX_LEN &&
-            strncmp(name, REPLY_PREFIX, REPLY_PREFIX_LEN) == 0)
+    bool reply_name = e->name_len > REPLY_PREFIX_LEN &&
+                      memcmp(e->name, REPLY_PREFIX, REPLY_PREFIX_LEN) == 0;
+    if (reply_name || (e->flags & (MBX__ENV_REPLY | MBX__ENV_CALL_ENDED))) {
+        if (reply_name)
             deliver_reply(c, e);
         else
             atomic_fetch_add(&mbx__net_count.not_for_us, 1);
         return;
     }
-    mbx__net_lower(target, e->target, e->target_len);
-    mbx_id ids[DOMAINS_MAX + 1];
-    int n = 0;
-    bool matched = false;
-    if (strcmp(target, "*") == 0) {
-        char lc[256];
-        mbx__net_lower(lc, e->domain, e->domain_len);
-        mbx__net_key(key, lc, name);
-        deliver_to_key(key, e, ids, &n, &matched);
-    } else {
-        mbx__net_key(key, target, name);
-        deliver_to_key(key, e, ids, &n, &matched);
-        if (strcmp(target, c->host_lc) == 0) {
-            int count = atomic_load(&domain_count);
-            for (int i = 0; i < count; i++) {
-                mbx__net_key(key, domains[i], name);
-                deliver_to_key(key, e, ids, &n, &matched);
-            }
-        }
-    }
-    if (!matched)
+    if (!same_route(e))
+        route_find(c, e);
+    if (route.n == 0) {
         atomic_fetch_add(&mbx__net_count.not_for_us, 1);
+        return;
+    }
+    for (int i = 0; i < route.n; i++) {
+        mbx_msg *m = message_of(e);
+        if (m &&
+            mbx__box_push(route.boxes[i], route.ids[i], m, 0, false) == 0) {
+            atomic_fetch_add(&mbx__net_count.delivered, 1);
+            continue;
+        }
+        mbx_msg_free(m);
+        atomic_fetch_add(&mbx__net_count.dropped_full, 1);
+    }
 }
