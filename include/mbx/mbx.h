@@ -671,8 +671,9 @@ typedef struct mbx_net_opts {
     const char *host;        /* this host's name ($MBX_HOSTNAME, gethostname) */
     const char *group;       /* $MBX_GROUP: an IPv4 multicast group (default
                               * 239.255.77.88), an IPv6 one ("ff02::..."), or an
-                              * IPv4 broadcast address ("255.255.255.255" or a
-                              * subnet's, "10.0.0.255") for plain broadcast */
+                              * IPv4 broadcast address for plain broadcast:
+                              * "255.255.255.255", an interface's subnet
+                              * broadcast ("10.0.0.255"), or 127.255.255.255 */
     int port;                /* UDP port ($MBX_PORT, 7788) */
     const char *iface;       /* interface name ($MBX_IFACE): where to join the
                               * group and send; default the kernel's choice, and
@@ -693,9 +694,10 @@ typedef struct mbx_net_opts {
 
 /* Sets the network options. Call before the first network use. Returns 0;
  * MBX_EEXIST once the layer has started; MBX_EINVAL for a bad value (a
- * group that is neither multicast nor broadcast, an unknown interface, a
- * key file that is unreadable, not 32 bytes of key, or readable by others:
- * MBX_EPERM then). Bad environment values are reported the same way by
+ * group that is neither multicast nor a broadcast address, an IPv6 group
+ * on an interface without multicast such as "lo", an unknown interface, a
+ * key file that is unreadable or not a key); MBX_EPERM for a key file
+ * others may read. Bad environment values are reported the same way by
  * the first network call. */
 MBX_API int mbx_net_configure(const mbx_net_opts *opts);
 
@@ -717,7 +719,8 @@ typedef struct mbx_net_stats {
     uint64_t send_dropped;        /* messages not sent: queue full with timeout
                                    * 0, socket errors, the layer stopping */
     uint64_t received;            /* messages received whole and accepted */
-    uint64_t delivered;           /* ... put into a mailbox */
+    uint64_t delivered;           /* ... put into a mailbox (counted just
+                                   * after: a reader may see it first) */
     uint64_t recv_datagrams;      /* datagrams read from the socket */
     uint64_t not_for_us;          /* messages for names, hosts or domains not
                                    * read here */

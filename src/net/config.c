@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -66,6 +67,52 @@ pick(const char *opt, const char *env)
     return v && *v ? v : NULL;
 }
 
+/* Whether a is an IPv4 broadcast address: the limited one, the loopback
+ * network's, or the broadcast address (all host bits set) of the subnet of
+ * one of this host's addresses. (A unicast address would reach one reader
+ * only.) */
+static bool
+is_broadcast_address(struct in_addr a)
+{
+    uint32_t h = ntohl(a.s_addr);
+    if (h == INADDR_BROADCAST || h == 0x7fffffffu)
+        return true;
+    struct ifaddrs *list, *i;
+    bool found = false;
+    if (getifaddrs(&list) < 0)
+        return false;
+    for (i = list; i && !found; i = i->ifa_next) {
+        if (i->ifa_addr && i->ifa_netmask &&
+            i->ifa_addr->sa_family == AF_INET) {
+            uint32_t addr = ntohl(
+                ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+            uint32_t mask = ntohl(
+                ((const struct sockaddr_in *)i->ifa_netmask)->sin_addr.s_addr);
+            found = mask != 0xffffffffu && (addr | ~mask) == h;
+        }
+    }
+    freeifaddrs(list);
+    return found;
+}
+
+/* Whether the interface carries multicast (IFF_MULTICAST). */
+static bool
+interface_multicasts(unsigned ifindex)
+{
+    char name[IF_NAMESIZE];
+    struct ifreq req = {0};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    bool yes = false;
+    if (fd >= 0 && if_indextoname(ifindex, name)) {
+        snprintf(req.ifr_name, sizeof req.ifr_name, "%s", name);
+        yes = ioctl(fd, SIOCGIFFLAGS, &req) == 0 &&
+              (req.ifr_flags & IFF_MULTICAST);
+    }
+    if (fd >= 0)
+        close(fd);
+    return yes;
+}
+
 /* Reads the group address (and port) into c. */
 static int
 resolve_group(struct mbx__net_config *c, const char *group, int port)
@@ -79,11 +126,14 @@ resolve_group(struct mbx__net_config *c, const char *group, int port)
         c->family = AF_INET;
         c->group_len = sizeof *v4;
         c->broadcast = !IN_MULTICAST(ntohl(v4->sin_addr.s_addr));
-        return 0;
+        return c->broadcast && !is_broadcast_address(v4->sin_addr) ? MBX_EINVAL
+                                                                   : 0;
     }
     if (inet_pton(AF_INET6, group, &v6->sin6_addr) == 1) {
         if (!IN6_IS_ADDR_MULTICAST(&v6->sin6_addr))
             return MBX_EINVAL;
+        if (c->ifindex && !interface_multicasts(c->ifindex))
+            return MBX_EINVAL; /* e.g. "lo": IPv6 multicast cannot leave */
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons((uint16_t)port);
         v6->sin6_scope_id = c->ifindex;
