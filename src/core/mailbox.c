@@ -365,6 +365,25 @@ give_way(struct mbx__box *b)
         sched_yield();
 }
 
+bool
+mbx__box_bounded(const struct mbx__box *b)
+{
+    return capacity_of((struct mbx__box *)b) != 0;
+}
+
+void
+mbx__box_push_chain(struct mbx__box *b, mbx_msg *newest, mbx_msg *oldest,
+                    uint64_t n, uint64_t bytes)
+{
+    atomic_fetch_add(&b->enq, n);
+    atomic_fetch_add_explicit(&b->enq_bytes, bytes, memory_order_relaxed);
+    struct mbx__node *old = atomic_load_explicit(&b->top, memory_order_relaxed);
+    do {
+        atomic_store_explicit(&oldest->link.next, old, memory_order_relaxed);
+    } while (!atomic_compare_exchange_weak(&b->top, &old, &newest->link));
+    wake_receivers(b);
+}
+
 int
 mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
               bool bypass)

@@ -113,6 +113,17 @@ int mbx__id_existed(mbx_id id);
 int mbx__box_push(struct mbx__box *b, mbx_id id, mbx_msg *m, int64_t deadline,
                   bool bypass);
 
+/* True if the mailbox is bounded (has a capacity). */
+bool mbx__box_bounded(const struct mbx__box *b);
+
+/* Queues n normal (not urgent) messages of `bytes` body bytes in all on a
+ * pinned, unbounded slot at once: a chain linked through link.next from
+ * the newest to the oldest (whose link is overwritten), as a stack holds
+ * them. One atomic update of each counter and one compare-and-swap for
+ * the whole chain. */
+void mbx__box_push_chain(struct mbx__box *b, mbx_msg *newest, mbx_msg *oldest,
+                         uint64_t n, uint64_t bytes);
+
 /* Sends a library notice to `to`, ignoring the capacity; frees it if the
  * mailbox is gone. */
 void mbx__send_notice(mbx_id to, mbx_msg *m);

@@ -324,13 +324,15 @@ mbx__net_enqueue(size_t len, int (*fill)(uint8_t *buf, void *ctx), void *ctx,
 static bool
 try_send_direct(const struct outmsg *m)
 {
-    /* A message close behind the thread's previous one is part of a burst:
-     * queued, so that the burst shares datagrams. */
+    /* A message close behind the previous one this thread found the I/O
+     * thread parked for is part of a burst: queued, so that the burst
+     * shares datagrams. */
     static _Thread_local int64_t last_send;
+    if (atomic_load(&io.top) || !atomic_load(&io.parked))
+        return false; /* the thread is busy or has work: it takes this too */
     int64_t now = mbx__now_ns(), gap = now - last_send;
     last_send = now;
-    if (gap < LONE_GAP_NS || atomic_load(&io.top) || !atomic_load(&io.parked) ||
-        pthread_mutex_trylock(&io.work) != 0)
+    if (gap < LONE_GAP_NS || pthread_mutex_trylock(&io.work) != 0)
         return false;
     bool sent = false;
     size_t cap = io.c->datagram_size - (io.c->has_key ? MBX__WIRE_TAG : 0) -

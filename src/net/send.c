@@ -389,15 +389,60 @@ static struct {
     int n;
     mbx_id ids[DOMAINS_MAX + 1];
     struct mbx__box *boxes[DOMAINS_MAX + 1];
+    /* Messages for unbounded mailboxes wait here, newest first, to be
+     * pushed as one chain when the batch or the route ends. */
+    mbx_msg *newest[DOMAINS_MAX + 1], *oldest[DOMAINS_MAX + 1];
+    uint64_t count[DOMAINS_MAX + 1], bytes[DOMAINS_MAX + 1];
 } route;
+
+/* Pushes the messages waiting for mailbox i of the route. */
+static void
+route_flush(int i)
+{
+    if (!route.count[i])
+        return;
+    mbx__box_push_chain(route.boxes[i], route.newest[i], route.oldest[i],
+                        route.count[i], route.bytes[i]);
+    atomic_fetch_add(&mbx__net_count.delivered, route.count[i]);
+    route.newest[i] = route.oldest[i] = NULL;
+    route.count[i] = route.bytes[i] = 0;
+}
 
 void
 mbx__net_deliver_done(void)
 {
-    for (int i = 0; i < route.n; i++)
+    for (int i = 0; i < route.n; i++) {
+        route_flush(i);
         mbx__box_release(route.boxes[i]);
+    }
     route.n = 0;
     route.valid = false;
+}
+
+/* Delivers m to mailbox i of the route: chained for an unbounded mailbox
+ * (normal messages), else at once, after what is chained. */
+static void
+route_deliver(int i, mbx_msg *m)
+{
+    struct mbx__box *b = route.boxes[i];
+    if (!(m->flags & MBX_MSG_URGENT) && !mbx__box_bounded(b)) {
+        atomic_store_explicit(&m->link.next,
+                              route.newest[i] ? &route.newest[i]->link : NULL,
+                              memory_order_relaxed);
+        if (!route.newest[i])
+            route.oldest[i] = m;
+        route.newest[i] = m;
+        route.count[i]++;
+        route.bytes[i] += m->len;
+        return;
+    }
+    route_flush(i);
+    if (mbx__box_push(b, route.ids[i], m, 0, false) == 0) {
+        atomic_fetch_add(&mbx__net_count.delivered, 1);
+        return;
+    }
+    mbx_msg_free(m);
+    atomic_fetch_add(&mbx__net_count.dropped_full, 1);
 }
 
 /* Whether e goes where the cached route goes. */
@@ -496,12 +541,9 @@ mbx__net_deliver(const struct mbx__wire_env *e)
     }
     for (int i = 0; i < route.n; i++) {
         mbx_msg *m = message_of(e);
-        if (m &&
-            mbx__box_push(route.boxes[i], route.ids[i], m, 0, false) == 0) {
-            atomic_fetch_add(&mbx__net_count.delivered, 1);
-            continue;
-        }
-        mbx_msg_free(m);
-        atomic_fetch_add(&mbx__net_count.dropped_full, 1);
+        if (m)
+            route_deliver(i, m);
+        else
+            atomic_fetch_add(&mbx__net_count.dropped_full, 1);
     }
 }
