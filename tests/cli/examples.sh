@@ -7,9 +7,13 @@
 # Each example runs under a time limit (MBX_EXAMPLE_TIMEOUT seconds, default
 # 60). Host mailslots live in a fresh MBX_RUNTIME_DIR per example, under a
 # temporary directory, so the examples neither see nor disturb the user's
-# mailslots (or another run of this script). The last line is
-# "N passed, N failed"; the exit status is non-zero if any example failed.
+# mailslots (or another run of this script). The network examples keep
+# their traffic on the loopback interface, on ports and in domains of their
+# own; the network settings of the environment are cleared so that they
+# run the same everywhere. The last line is "N passed, N failed"; the exit
+# status is non-zero if any example failed.
 set -uo pipefail
+unset MBX_DOMAIN MBX_HOSTNAME MBX_GROUP MBX_PORT MBX_IFACE MBX_KEY_FILE
 
 if [ $# -lt 1 ]; then
   echo "usage: $0 <build-dir> [name...]" >&2

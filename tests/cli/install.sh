@@ -2,7 +2,7 @@
 # Packaging: install into a scratch prefix, then check the SONAME, that only
 # public mbx_* symbols are exported, that a program builds against the
 # installed library through pkg-config and through find_package(mbx), and
-# that the README's example compiles and runs as shown.
+# that the README's example (its first C block) compiles and runs as shown.
 #
 #   bash tests/cli/install.sh <build-dir>
 set -uo pipefail
@@ -34,7 +34,8 @@ only_public_symbols() {
         grep -v '^_' || true)
   bad+=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep '^mbx__' || true)
   [ -z "$bad" ] || { echo "unexpected exports: $bad"; return 1; }
-  nm -D --defined-only "$lib" | grep -q ' mbx_send$'
+  # (grep -q would stop reading early: nm's SIGPIPE fails the pipeline)
+  nm -D --defined-only "$lib" | grep ' mbx_send$' >/dev/null
 }
 check exports only_public_symbols
 
@@ -78,7 +79,9 @@ CM
 check find_package with_find_package
 
 readme_example() {
-  awk '/^```c$/{on=1; next} /^```$/{on=0} on' "$src/README.md" >"$tmp/readme.c"
+  # The first C block is the program; later ones are fragments.
+  awk '/^```c$/ && !done {on=1; next} /^```$/ && on {on=0; done=1} on' \
+    "$src/README.md" >"$tmp/readme.c"
   [ -s "$tmp/readme.c" ] || { echo "no C example in README.md"; return 1; }
   cc -std=c11 -Wall -Werror -I"$prefix/include" "$tmp/readme.c" \
      -o "$tmp/readme" -L"$libdir" -lmbx -lpthread &&
