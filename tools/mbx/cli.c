@@ -429,7 +429,8 @@ cli_net_option(const struct cli_cmd *cmd, int c, const char *arg,
         net->first = name;
     if (c == CLI_OPT_PORT) {
         rc = cli_parse_int(cmd, name, arg, 1, 65535, &port);
-        net->opts.port = (int)port;
+        if (rc == 0)
+            net->opts.port = (int)port;
         return rc;
     }
     if (arg[0] == '\0' || strlen(arg) > MBX_NAME_MAX)
