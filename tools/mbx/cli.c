@@ -422,7 +422,7 @@ cli_net_option(const struct cli_cmd *cmd, int c, const char *arg,
     static const char *const names[] = {"--key", "--domain", "--iface",
                                         "--group", "--port"};
     const char *name = names[c - CLI_OPT_KEY];
-    long port;
+    long port = 0;
     int rc;
 
     if (net->first == NULL)
