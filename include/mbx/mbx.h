@@ -668,7 +668,10 @@ MBX_API int mbx_slot_list(int (*fn)(const mbx_slot_info *info, void *ctx),
  * starts. NULL or zero fields: the environment, else the default. */
 typedef struct mbx_net_opts {
     const char *domain;      /* this process's domain ($MBX_DOMAIN, "mbx") */
-    const char *host;        /* this host's name ($MBX_HOSTNAME, gethostname) */
+    const char *host;        /* this host's name ($MBX_HOSTNAME, gethostname;
+                              * as addresses write hosts: letters, digits,
+                              * '-', '.', '_'; at most 212 bytes, so that
+                              * reply addresses fit; domains up to 255) */
     const char *group;       /* $MBX_GROUP: an IPv4 multicast group (default
                               * 239.255.77.88), an IPv6 one ("ff02::..."), or an
                               * IPv4 broadcast address for plain broadcast:
@@ -703,8 +706,10 @@ MBX_API int mbx_net_configure(const mbx_net_opts *opts);
 
 /* Sends what is queued and stops the I/O thread; the names registered
  * stay registered and the next network call starts it again. Waits up to
- * timeout_ms for the queue to drain. Returns 0, or MBX_ETIMEDOUT (the
- * rest was dropped and counted). Also run at exit. */
+ * timeout_ms for what was queued before the call to be sent; whatever is
+ * still queued then (other threads may keep sending) is dropped and
+ * counted in send_dropped. Returns 0, or MBX_ETIMEDOUT (the wait ran out).
+ * Also run at exit, with a 1 s wait. */
 MBX_API int mbx_net_stop(int timeout_ms);
 
 /* Waits until every network message this process queued so far has been

@@ -68,7 +68,7 @@ deliver_to_caller(const mbx_msg *req, mbx_msg *m)
     /* A request from another process names its reply mailbox by address:
      * "//./.reply/..." on this host, "//HOST/.reply/..." on another. */
     if (!req->reply_to) {
-        if (req->from && strncmp(req->from, "//./", 4) != 0)
+        if (req->origin || (req->from && strncmp(req->from, "//./", 4) != 0))
             return mbx__net_reply(req->from, req->corr, m);
         return mbx__host_reply(req->from, req->corr, m);
     }

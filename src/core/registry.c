@@ -211,6 +211,27 @@ mbx__registry_remove(const char *name, mbx_id *was)
     return e ? 0 : MBX_ENOENT;
 }
 
+void
+mbx__registry_remove_matching(bool (*match)(const char *key))
+{
+    mbx__rw_write_take(&reg_lock);
+    for (size_t i = 0; i < bucket_count; i++) {
+        struct mbx__name **p = &buckets[i];
+        while (*p) {
+            struct mbx__name *e = *p;
+            if (!match(e->name)) {
+                p = &e->next_in_bucket;
+                continue;
+            }
+            *p = e->next_in_bucket;
+            name_count--;
+            unlink_from_box(mbx__box_slot(e->id), e);
+            free(e);
+        }
+    }
+    mbx__rw_write_drop(&reg_lock);
+}
+
 int
 mbx_whereis(const char *name, mbx_id *out)
 {

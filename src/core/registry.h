@@ -18,4 +18,8 @@ int mbx__registry_remove(const char *key, mbx_id *was);
 /* Removes every name of a mailbox being destroyed (no user is left). */
 void mbx__registry_forget(struct mbx__box *b);
 
+/* Removes every name whose key `match` accepts (a fork child dropping the
+ * network names it inherited). */
+void mbx__registry_remove_matching(bool (*match)(const char *key));
+
 #endif

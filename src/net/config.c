@@ -35,22 +35,28 @@ static _Atomic bool frozen; /* the layer started: config is final */
 void
 mbx__net_lower(char *out, const char *s, size_t len)
 {
+    /* ASCII only, whatever the locale: every host must agree. */
     for (size_t i = 0; i < len; i++)
-        out[i] = (char)tolower((unsigned char)s[i]);
+        out[i] = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
     out[len] = '\0';
 }
 
-/* A host or domain name: 1..255 bytes, none of them '/', '\\' or a
- * control character, and not "." or "*" (which address scopes). */
+/* The longest host name: its reply addresses ("//HOST/.reply/" and two
+ * 16-digit ids) must fit in an address. */
+#define HOST_MAX (MBX_NAME_MAX - 43)
+
+/* A host or domain name as addresses write them: 1..max bytes of letters,
+ * digits, '-', '.' and '_', and not "." (this host's scope). */
 static bool
-valid_label(const char *s)
+valid_label(const char *s, size_t max)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 255 || strcmp(s, ".") == 0 || strcmp(s, "*") == 0)
+    if (n == 0 || n > max || strcmp(s, ".") == 0)
         return false;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '/' || c == '\\' || c < 0x20 || c == 0x7f)
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'))
             return false;
     }
     return true;
@@ -225,7 +231,7 @@ resolve(const mbx_net_opts *o, struct mbx__net_config *c)
     const char *domain = pick(o->domain, "MBX_DOMAIN");
     if (!domain)
         domain = MBX_NET_DOMAIN_DEFAULT;
-    if (!valid_label(domain))
+    if (!valid_label(domain, 255))
         return MBX_EINVAL;
     strcpy(c->domain, domain);
     mbx__net_lower(c->domain_lc, domain, strlen(domain));
@@ -237,7 +243,7 @@ resolve(const mbx_net_opts *o, struct mbx__net_config *c)
             strcpy(sys, "localhost");
         host = sys;
     }
-    if (!valid_label(host))
+    if (!valid_label(host, HOST_MAX))
         return MBX_EINVAL;
     strcpy(c->host, host);
     mbx__net_lower(c->host_lc, host, strlen(host));
@@ -296,6 +302,8 @@ int
 mbx_net_configure(const mbx_net_opts *opts)
 {
     struct mbx__net_config c;
+    if (atomic_load(&frozen))
+        return MBX_EEXIST;
     pthread_mutex_lock(&config_lock);
     int rc = frozen ? MBX_EEXIST : resolve(opts, &c);
     if (rc == 0) {
@@ -327,8 +335,22 @@ mbx__net_config_get(const struct mbx__net_config **out)
 void
 mbx__net_config_freeze(void)
 {
+    if (atomic_load(&frozen))
+        return;
     pthread_mutex_lock(&config_lock);
     frozen = true;
+    pthread_mutex_unlock(&config_lock);
+}
+
+void
+mbx__net_config_fork_lock(void)
+{
+    pthread_mutex_lock(&config_lock);
+}
+
+void
+mbx__net_config_fork_unlock(void)
+{
     pthread_mutex_unlock(&config_lock);
 }
 

@@ -434,7 +434,7 @@ send_batch(void)
             /* The kernel's buffer is full: wait for it a while. */
             if (!give_up)
                 give_up = mbx__deadline(SEND_RETRY_MS);
-            if (mbx__now_ns() < give_up) {
+            if (mbx__now_ns() < give_up && !atomic_load(&io.stopping)) {
                 struct pollfd p = {.fd = io.send_fd, .events = POLLOUT};
                 if (poll(&p, 1, 1) >= 0)
                     continue;
@@ -614,7 +614,10 @@ io_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     int64_t next_expiry = -1;
-    for (;;) {
+    /* Asked to stop (or pause), the thread leaves at the top of its loop,
+     * however busy: what is still queued stays for mbx_net_stop to count
+     * as dropped, or for the restarted thread. */
+    while (!atomic_load(&io.stopping)) {
         pthread_mutex_lock(&io.work);
         uint64_t sent = drain_queue();
         unsigned got = receive_some();
@@ -628,8 +631,6 @@ io_main(void *arg)
          * socket, and poll tells when the next datagram comes. */
         if (sent || got == BATCH)
             continue;
-        if (atomic_load(&io.stopping) && !atomic_load(&io.top))
-            break;
         atomic_store(&io.parked, 1);
         struct pollfd p[2] = {{.fd = io.wake_fd, .events = POLLIN},
                               {.fd = io.recv_fd, .events = POLLIN}};
@@ -703,7 +704,8 @@ start_locked(bool receive)
         return rc;
     mbx__fork_safety();
     mbx__net_config_freeze();
-    io.c = c;
+    if (!io.c)
+        io.c = c; /* the same for the life of the process */
     if (!io.sender) {
         while (!io.sender)
             randombytes_buf(&io.sender, sizeof io.sender);
@@ -865,11 +867,15 @@ mbx__net_lock_all(void)
 {
     pthread_mutex_lock(&io.lock);
     pthread_mutex_lock(&io.work);
+    mbx__net_config_fork_lock();
+    mbx__net_names_fork_lock();
 }
 
 void
 mbx__net_unlock_all(int in_child)
 {
+    mbx__net_names_fork_unlock(in_child);
+    mbx__net_config_fork_unlock();
     if (in_child) {
         /* The thread is not in the child: its sockets, queue and receiving
          * state are let go; the next use starts afresh with a new sender
@@ -900,6 +906,7 @@ mbx__net_unlock_all(int in_child)
         io.seq = 0;
         io.msg_id = 0;
         io.fork_gen = mbx__fork_generation; /* bumped before this runs */
+        io.want_receive = false; /* the parent's names were dropped */
     }
     pthread_mutex_unlock(&io.work);
     pthread_mutex_unlock(&io.lock);

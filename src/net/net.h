@@ -51,6 +51,15 @@ int mbx__net_config_get(const struct mbx__net_config **out);
 /* Marks the configuration as used (mbx_net_configure then fails). */
 void mbx__net_config_freeze(void);
 
+/* Hold the configuration's lock across fork (io.c's fork handlers). */
+void mbx__net_config_fork_lock(void);
+void mbx__net_config_fork_unlock(void);
+
+/* Hold the registered domains' lock across fork; in the child, forget the
+ * network names it inherited (send.c). */
+void mbx__net_names_fork_lock(void);
+void mbx__net_names_fork_unlock(int in_child);
+
 /* Reads a key file's text (64 hex digits, optional newline) into key.
  * Returns 0 or MBX_EINVAL. */
 int mbx__net_key_parse(const char *text, size_t len, uint8_t key[32]);

@@ -104,14 +104,41 @@ mbx__net_register(mbx_id id, const struct mbx__address *a)
     if (strncmp(a->name, REPLY_PREFIX, REPLY_PREFIX_LEN) == 0)
         return MBX_EINVAL; /* reserved for replies */
     mbx__net_key(key, lc, a->name);
-    if ((rc = add_domain(lc)) < 0 || (rc = mbx__net_start(true)) < 0)
-        return rc;
     struct mbx__box *b;
     if ((rc = mbx__box_acquire(id, &b)) < 0)
         return rc;
-    rc = mbx__registry_insert(b, id, key);
+    if ((rc = mbx__net_start(true)) == 0 &&
+        (rc = mbx__registry_insert(b, id, key)) == 0 &&
+        (rc = add_domain(lc)) < 0)
+        mbx__registry_remove(key, NULL);
     mbx__box_release(b);
     return rc;
+}
+
+/* A key of a network name: "//" and not "//./". */
+static bool
+is_network_key(const char *key)
+{
+    return key[0] == '/' && key[1] == '/' && !(key[2] == '.' && key[3] == '/');
+}
+
+void
+mbx__net_names_fork_lock(void)
+{
+    pthread_mutex_lock(&domains_lock);
+}
+
+void
+mbx__net_names_fork_unlock(int in_child)
+{
+    if (in_child) {
+        /* A child reads none of the parent's network names (as with host
+         * names): it would fill copies of mailboxes nobody reads. */
+        mbx__registry_remove_matching(is_network_key);
+        atomic_store(&domain_count, 0);
+        atomic_store(&spy_box, 0);
+    }
+    pthread_mutex_unlock(&domains_lock);
 }
 
 int
@@ -184,11 +211,23 @@ int
 mbx__net_send(const struct mbx__address *a, mbx_msg **m, int timeout_ms)
 {
     struct mbx__wire_env e;
-    int rc = envelope_of(&e, *m, a->host, a->name);
+    mbx_msg *msg = *m;
+    int rc = envelope_of(&e, msg, a->host, a->name);
+    if (rc == 0 && msg->role == MBX__CALL) {
+        /* Forwarding a request: it stays a call, answerable by the next
+         * reader, when its caller is on the network; a caller in this
+         * process or host has no address there. */
+        if (msg->reply_to || !msg->from || strncmp(msg->from, "//./", 4) == 0)
+            return MBX_EINVAL;
+        e.flags |= MBX__ENV_CALL;
+        e.corr = msg->corr;
+    }
     if (rc == 0)
         rc = enqueue_env(&e, mbx__deadline(timeout_ms));
     if (rc == 0) {
-        mbx_msg_free(*m);
+        if (msg->role == MBX__CALL)
+            msg->role = MBX__ANSWERED; /* the next reader answers it */
+        mbx_msg_free(msg);
         *m = NULL;
     }
     return rc;
@@ -248,6 +287,11 @@ mbx__net_reply(const char *from, uint64_t corr, mbx_msg *m)
         return MBX_ENOENT;
     e.flags |=
         m->role == MBX__CALL_ENDED ? MBX__ENV_CALL_ENDED : MBX__ENV_REPLY;
+    if (m->role == MBX__CALL_ENDED) {
+        e.kind_len = 0; /* a bare notice (docs/protocol.md) */
+        e.body = NULL;
+        e.body_len = 0;
+    }
     e.corr = corr;
     e.from = NULL;
     e.from_len = 0;
@@ -323,6 +367,19 @@ tell_spy(mbx_id spy, const struct mbx__wire_env *e)
         mbx_msg_free(m);
 }
 
+/* Whether s[0..n) equals the lowercase lc[0..n), ASCII letters in any
+ * case. */
+static bool
+same_ascii_nocase(const char *s, const char *lc, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+        if (c != lc[i])
+            return false;
+    }
+    return true;
+}
+
 /* Reads 16 lowercase hex digits. */
 static bool
 hex16(const char *s, uint64_t *out)
@@ -353,7 +410,7 @@ deliver_reply(const struct mbx__net_config *c, const struct mbx__wire_env *e)
     if (!(e->flags & (MBX__ENV_REPLY | MBX__ENV_CALL_ENDED)) || n != 33 ||
         rest[16] != '/' || !hex16(rest, &sender) || !hex16(rest + 17, &id) ||
         sender != mbx__net_sender_id() || e->target_len != strlen(c->host) ||
-        strncasecmp(e->target, c->host, e->target_len) != 0) {
+        !same_ascii_nocase(e->target, c->host_lc, e->target_len)) {
         atomic_fetch_add(&mbx__net_count.not_for_us, 1);
         return;
     }
@@ -518,6 +575,14 @@ mbx__net_deliver(const struct mbx__wire_env *e)
         return;
     if (e->body_len > c->message_size) {
         atomic_fetch_add(&mbx__net_count.dropped_size, 1);
+        return;
+    }
+    /* A call's reply goes back over the network: a reply address of this
+     * host's scope ("//./...") would let a peer write into local rings. */
+    if ((e->flags & MBX__ENV_CALL) &&
+        (e->from_len < 3 || e->from[0] != '/' || e->from[1] != '/' ||
+         (e->from[2] == '.' && e->from_len > 3 && e->from[3] == '/'))) {
+        atomic_fetch_add(&mbx__net_count.malformed, 1);
         return;
     }
     atomic_fetch_add(&mbx__net_count.received, 1);
