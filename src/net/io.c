@@ -688,6 +688,20 @@ alloc_buffers(const struct mbx__net_config *c)
 
 static void stop_at_exit(void);
 
+/* Makes the I/O thread leave its loop and joins it; io.lock held. What is
+ * queued stays queued. */
+static void
+stop_thread(void)
+{
+    atomic_store(&io.stopping, true);
+    uint64_t one = 1;
+    ssize_t n = write(io.wake_fd, &one, sizeof one);
+    (void)n; /* a full eventfd is already readable */
+    pthread_join(io.thread, NULL);
+    io.running = false;
+    atomic_store(&io.stopping, false);
+}
+
 /* Opens what is missing; io.lock held. */
 static int
 start_locked(bool receive)
@@ -728,15 +742,8 @@ start_locked(bool receive)
     }
     bool was_running = io.running;
     if (io.want_receive && !io.receiving) {
-        if (was_running) { /* the thread polls recv_fd: pause it */
-            atomic_store(&io.stopping, true);
-            uint64_t one = 1;
-            ssize_t n = write(io.wake_fd, &one, sizeof one);
-            (void)n;
-            pthread_join(io.thread, NULL);
-            io.running = false;
-            atomic_store(&io.stopping, false);
-        }
+        if (was_running) /* the thread polls recv_fd: pause it */
+            stop_thread();
         int fd = open_recv_socket(c, io.send_fd);
         if (fd < 0) {
             rc = fd;
@@ -792,13 +799,7 @@ mbx_net_stop(int timeout_ms)
     int rc = 0;
     if (io.running) {
         rc = mbx_net_flush(timeout_ms);
-        atomic_store(&io.stopping, true);
-        uint64_t one = 1;
-        ssize_t n = write(io.wake_fd, &one, sizeof one);
-        (void)n;
-        pthread_join(io.thread, NULL);
-        io.running = false;
-        atomic_store(&io.stopping, false);
+        stop_thread();
     }
     drop_queue();
     /* A caller sending directly holds the work lock: wait for it. */
