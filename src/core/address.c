@@ -27,9 +27,8 @@ parse_id(const char *s, mbx_id *out)
     return 0;
 }
 
-/* A host is "." (this host), "*" (everyone) or a host/domain name. */
-static int
-valid_host(const char *h, size_t n)
+int
+mbx__address_valid_host(const char *h, size_t n)
 {
     if (n == 0 || n > MBX_NAME_MAX)
         return 0;
@@ -72,7 +71,7 @@ parse_scoped(const char *s, char sep, struct mbx__address *out)
 {
     const char *host = s + 2;
     const char *end = strchr(host, sep);
-    if (!end || !valid_host(host, (size_t)(end - host)))
+    if (!end || !mbx__address_valid_host(host, (size_t)(end - host)))
         return MBX_EINVAL;
     size_t hn = (size_t)(end - host);
     const char *path = end + 1;

@@ -32,6 +32,11 @@ struct mbx__address {
     char name[MBX_NAME_MAX + 1]; /* the name, '/'-separated, no prefix */
 };
 
+/* Whether h[0..n) may stand as the host of a scoped address: "." (this
+ * host), "*" (everyone), or a host or domain name of 1..MBX_NAME_MAX
+ * letters, digits, '-', '.' and '_'. Returns 1 or 0. */
+int mbx__address_valid_host(const char *h, size_t n);
+
 /* Parses `text` into *out. Returns 0, or MBX_EINVAL for a NULL, empty,
  * too long or malformed address (empty or "."/".." path components in a
  * scoped name, a bad host, a bad id). */

@@ -4,7 +4,6 @@
  * layer starts. Also the shared key: its file format and mbx_net_keygen.
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -19,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/address.h"
 #include "net/net.h"
 
 #define DATAGRAM_DEFAULT 1452
@@ -45,21 +45,14 @@ mbx__net_lower(char *out, const char *s, size_t len)
  * 16-digit ids) must fit in an address. */
 #define HOST_MAX (MBX_NAME_MAX - 43)
 
-/* A host or domain name as addresses write them: 1..max bytes of letters,
- * digits, '-', '.' and '_', and not "." (this host's scope). */
+/* A host or domain name as addresses write them (at most max bytes), and
+ * not one of the scopes "." and "*". */
 static bool
 valid_label(const char *s, size_t max)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > max || strcmp(s, ".") == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'))
-            return false;
-    }
-    return true;
+    return n <= max && strcmp(s, ".") != 0 && strcmp(s, "*") != 0 &&
+           mbx__address_valid_host(s, n);
 }
 
 /* The option if set, else the environment variable if set and non-empty,
@@ -156,22 +149,12 @@ mbx__net_key_parse(const char *text, size_t len, uint8_t key[32])
 {
     if (len == 65 && text[64] == '\n')
         len = 64;
-    if (len != 64)
+    size_t got = 0;
+    const char *end = NULL;
+    if (len != 64 ||
+        sodium_hex2bin(key, 32, text, len, NULL, &got, &end) != 0 ||
+        got != 32 || end != text + len)
         return MBX_EINVAL;
-    for (size_t i = 0; i < 32; i++) {
-        unsigned v = 0;
-        for (size_t j = 0; j < 2; j++) {
-            char ch = text[2 * i + j];
-            int d = isdigit((unsigned char)ch) ? ch - '0'
-                    : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10
-                    : (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10
-                                               : -1;
-            if (d < 0)
-                return MBX_EINVAL;
-            v = v * 16 + (unsigned)d;
-        }
-        key[i] = (uint8_t)v;
-    }
     return 0;
 }
 

@@ -262,6 +262,15 @@ open_recv_socket(const struct mbx__net_config *c, int send_fd)
 /* ---- the send queue --------------------------------------------------------
  */
 
+/* Whether a message of len bytes may join the queue (one always may when
+ * the queue is empty, however large). */
+static bool
+queue_has_room(size_t len)
+{
+    uint64_t queued = atomic_load(&io.queued_bytes);
+    return queued == 0 || queued + len <= QUEUE_BYTES_MAX;
+}
+
 int
 mbx__net_enqueue(size_t len, int (*fill)(uint8_t *buf, void *ctx), void *ctx,
                  int64_t deadline)
@@ -269,20 +278,16 @@ mbx__net_enqueue(size_t len, int (*fill)(uint8_t *buf, void *ctx), void *ctx,
     int rc = mbx__net_start(false);
     if (rc < 0)
         return rc;
-    for (;;) {
-        uint32_t seen = atomic_load(&io.space_seq);
-        if (atomic_load(&io.queued_bytes) + len <= QUEUE_BYTES_MAX ||
-            atomic_load(&io.queued_bytes) == 0)
-            break;
+    while (!queue_has_room(len)) {
         if (deadline == 0)
             return MBX_EAGAIN;
+        uint32_t seen = atomic_load(&io.space_seq);
         atomic_fetch_add(&io.space_waiters, 1);
-        int w = MBX_ETIMEDOUT;
-        if (atomic_load(&io.queued_bytes) + len > QUEUE_BYTES_MAX)
-            w = mbx__futex_wait(&io.space_seq, seen, deadline);
+        int w = queue_has_room(len)
+                    ? 0
+                    : mbx__futex_wait(&io.space_seq, seen, deadline);
         atomic_fetch_sub(&io.space_waiters, 1);
-        if (w == MBX_ETIMEDOUT &&
-            atomic_load(&io.queued_bytes) + len > QUEUE_BYTES_MAX)
+        if (w == MBX_ETIMEDOUT && !queue_has_room(len))
             return MBX_ETIMEDOUT;
     }
     uint8_t cls;

@@ -367,19 +367,6 @@ tell_spy(mbx_id spy, const struct mbx__wire_env *e)
         mbx_msg_free(m);
 }
 
-/* Whether s[0..n) equals the lowercase lc[0..n), ASCII letters in any
- * case. */
-static bool
-same_ascii_nocase(const char *s, const char *lc, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
-        if (c != lc[i])
-            return false;
-    }
-    return true;
-}
-
 /* Reads 16 lowercase hex digits. */
 static bool
 hex16(const char *s, uint64_t *out)
@@ -402,15 +389,14 @@ hex16(const char *s, uint64_t *out)
 static void
 deliver_reply(const struct mbx__net_config *c, const struct mbx__wire_env *e)
 {
-    char rest[MBX_NAME_MAX + 1];
-    size_t n = e->name_len - REPLY_PREFIX_LEN;
-    memcpy(rest, e->name + REPLY_PREFIX_LEN, n);
-    rest[n] = '\0';
+    const char *rest = e->name + REPLY_PREFIX_LEN; /* "SENDER/ID" */
+    char target[256];
+    mbx__net_lower(target, e->target, e->target_len);
     uint64_t sender, id;
-    if (!(e->flags & (MBX__ENV_REPLY | MBX__ENV_CALL_ENDED)) || n != 33 ||
-        rest[16] != '/' || !hex16(rest, &sender) || !hex16(rest + 17, &id) ||
-        sender != mbx__net_sender_id() || e->target_len != strlen(c->host) ||
-        !same_ascii_nocase(e->target, c->host_lc, e->target_len)) {
+    if (!(e->flags & (MBX__ENV_REPLY | MBX__ENV_CALL_ENDED)) ||
+        e->name_len - REPLY_PREFIX_LEN != 33 || rest[16] != '/' ||
+        !hex16(rest, &sender) || !hex16(rest + 17, &id) ||
+        sender != mbx__net_sender_id() || strcmp(target, c->host_lc) != 0) {
         atomic_fetch_add(&mbx__net_count.not_for_us, 1);
         return;
     }
