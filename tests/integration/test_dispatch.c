@@ -102,29 +102,6 @@
 #define KILLED_BY(sig) (1000 + (sig))
 #define TIMED_OUT (-2)
 
-/* Checks in a child: print where, then exit with status 1. */
-#define CREQUIRE(expr)                                                         \
-    do {                                                                       \
-        if (!(expr)) {                                                         \
-            fprintf(stderr, "  child %ld: %s:%d: failed: %s\n",                \
-                    (long)getpid(), __FILE__, __LINE__, #expr);                \
-            fflush(stderr);                                                    \
-            _exit(1);                                                          \
-        }                                                                      \
-    } while (0)
-
-#define CREQUIRE_EQ(a, b)                                                      \
-    do {                                                                       \
-        long long c_a_ = (long long)(a), c_b_ = (long long)(b);                \
-        if (c_a_ != c_b_) {                                                    \
-            fprintf(stderr,                                                    \
-                    "  child %ld: %s:%d: %s == %s failed: %lld != %lld\n",     \
-                    (long)getpid(), __FILE__, __LINE__, #a, #b, c_a_, c_b_);   \
-            fflush(stderr);                                                    \
-            _exit(1);                                                          \
-        }                                                                      \
-    } while (0)
-
 /* ---- sizes, randomness -------------------------------------------------- */
 
 /* A loop count: `plain` normally, `sanitized` under ASan or TSan, both

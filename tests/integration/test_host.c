@@ -41,30 +41,6 @@
 /* Room for "//./" + name + NUL. */
 #define ADDR_MAX (4 + MBX_NAME_MAX + 1)
 
-/* Checks in a child: print where, then exit with status 1. */
-#define CREQUIRE(expr)                                                         \
-    do {                                                                       \
-        if (!(expr)) {                                                         \
-            fprintf(stderr, "  child %ld: %s:%d: failed: %s\n",                \
-                    (long)getpid(), __FILE__, __LINE__, #expr);                \
-            fflush(stderr);                                                    \
-            _exit(1);                                                          \
-        }                                                                      \
-    } while (0)
-
-#define CREQUIRE_EQ(a, b)                                                      \
-    do {                                                                       \
-        long long c_a_ = (long long)(a), c_b_ = (long long)(b);                \
-        if (c_a_ != c_b_) {                                                    \
-            fprintf(stderr,                                                    \
-                    "  child %ld: %s:%d: %s == %s failed: %lld != "            \
-                    "%lld\n",                                                  \
-                    (long)getpid(), __FILE__, __LINE__, #a, #b, c_a_, c_b_);   \
-            fflush(stderr);                                                    \
-            _exit(1);                                                          \
-        }                                                                      \
-    } while (0)
-
 /* ---- the private runtime directory -------------------------------------- */
 
 static char rundir[128];

@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 
 typedef void (*th_test_fn)(void);
 
@@ -87,6 +88,29 @@ void th_helper_program(char *path, size_t size, const char *env,
         if (th_a_ != th_b_) {                                                  \
             th_fail_eq(__FILE__, __LINE__, #a, #b, th_a_, th_b_);              \
             th_abort_test();                                                   \
+        }                                                                      \
+    } while (0)
+
+/* Checks in a child: print where, then exit with status 1. */
+#define CREQUIRE(expr)                                                         \
+    do {                                                                       \
+        if (!(expr)) {                                                         \
+            fprintf(stderr, "  child %ld: %s:%d: failed: %s\n",                \
+                    (long)getpid(), __FILE__, __LINE__, #expr);                \
+            fflush(stderr);                                                    \
+            _exit(1);                                                          \
+        }                                                                      \
+    } while (0)
+
+#define CREQUIRE_EQ(a, b)                                                      \
+    do {                                                                       \
+        long long c_a_ = (long long)(a), c_b_ = (long long)(b);                \
+        if (c_a_ != c_b_) {                                                    \
+            fprintf(stderr,                                                    \
+                    "  child %ld: %s:%d: %s == %s failed: %lld != %lld\n",     \
+                    (long)getpid(), __FILE__, __LINE__, #a, #b, c_a_, c_b_);   \
+            fflush(stderr);                                                    \
+            _exit(1);                                                          \
         }                                                                      \
     } while (0)
 

@@ -40,29 +40,6 @@
 #define NT_KILLED_BY(sig) (1000 + (sig))
 #define NT_TIMED_OUT 2000
 
-/* Checks in a child: print where, then exit with status 1. */
-#define CREQUIRE(expr)                                                         \
-    do {                                                                       \
-        if (!(expr)) {                                                         \
-            fprintf(stderr, "  child %ld: %s:%d: failed: %s\n",                \
-                    (long)getpid(), __FILE__, __LINE__, #expr);                \
-            fflush(stderr);                                                    \
-            _exit(1);                                                          \
-        }                                                                      \
-    } while (0)
-
-#define CREQUIRE_EQ(a, b)                                                      \
-    do {                                                                       \
-        long long c_a_ = (long long)(a), c_b_ = (long long)(b);                \
-        if (c_a_ != c_b_) {                                                    \
-            fprintf(stderr,                                                    \
-                    "  child %ld: %s:%d: %s == %s failed: %lld != %lld\n",     \
-                    (long)getpid(), __FILE__, __LINE__, #a, #b, c_a_, c_b_);   \
-            fflush(stderr);                                                    \
-            _exit(1);                                                          \
-        }                                                                      \
-    } while (0)
-
 /* ---- the environment ----------------------------------------------------- */
 
 /* Removes the MBX_* network variables from the environment, so that only
